@@ -1,0 +1,60 @@
+/*
+ * common/sl_limits.h: every bound sluice enforces, with the reason for it.
+ * Changing one here changes it everywhere; tests read them from here too.
+ */
+#ifndef SL_LIMITS_H
+#define SL_LIMITS_H
+
+/* JSON request bodies: principals and policies are small documents; 1 MiB is far above
+ * any legitimate one and keeps a request's memory bounded. */
+#define SL_MAX_JSON_BODY (1024 * 1024)
+/* Nesting depth accepted in request JSON: our documents nest at most 5 deep. */
+#define SL_MAX_JSON_DEPTH 16
+/* All request headers together (libmicrohttpd's per-connection pool); above: 431. */
+#define SL_MAX_HEADER_BYTES (32 * 1024)
+/* Request line path length kept for routing and audit; longer paths are refused (414-ish 400). */
+#define SL_MAX_PATH 1024
+/* Text of an untrusted value kept in an audit event (resource, user agent, reason). */
+#define SL_MAX_AUDIT_TEXT 256
+/* X-Request-Id accepted from a client: 1..64 of [A-Za-z0-9._-]; otherwise generated. */
+#define SL_MAX_REQUEST_ID 64
+/* Roles per principal and attributes per principal, with their lengths. */
+#define SL_MAX_ROLES 32
+#define SL_MAX_ATTRIBUTES 32
+#define SL_MAX_ATTR_VALUE 256
+#define SL_MAX_NAME 63
+/* Token TTL: at least a minute, at most the server's --max-token-ttl-days (<= 10 years). */
+#define SL_MIN_TOKEN_TTL_S 1
+#define SL_DEFAULT_TOKEN_TTL_S (90LL * 86400)
+#define SL_DEFAULT_MAX_TOKEN_TTL_DAYS 365
+#define SL_HARD_MAX_TOKEN_TTL_DAYS 3650
+/* List pages. */
+#define SL_LIST_DEFAULT 100
+#define SL_LIST_MAX 1000
+/* Concurrent connections (each gets a thread); the OS and memory bound it. */
+#define SL_DEFAULT_MAX_CONNECTIONS 512
+/* Idle seconds before a connection is closed (slow clients, slowloris). */
+#define SL_DEFAULT_CONN_TIMEOUT_S 30
+/* How long a response waits for its audit event to commit before it becomes 503. */
+#define SL_DEFAULT_AUDIT_BOUND_MS 2000
+/* Events the audit queue holds while the database is away; beyond it the overflow is
+ * counted and itself written as an event when the trail comes back (never silent). */
+#define SL_AUDIT_QUEUE_MAX 100000
+/* Events per group commit: large enough to amortise the commit, small enough that one
+ * transaction stays short. */
+#define SL_AUDIT_BATCH_MAX 2048
+/* Failed-authentication rate limit per client address: a burst, then a refill rate. */
+#define SL_DEFAULT_AUTH_FAIL_BURST 20
+#define SL_DEFAULT_AUTH_FAIL_PER_MIN 30
+/* Client addresses tracked by the rate limiter (fixed table; oldest entry evicted). */
+#define SL_RATE_TABLE 4096
+/* Database connections each gateway keeps for request handlers. */
+#define SL_DEFAULT_DB_POOL 8
+/* How long a handler waits for a pooled database connection. */
+#define SL_DB_ACQUIRE_MS 2000
+/* Audit export rows fetched per round trip. */
+#define SL_AUDIT_FETCH_ROWS 1000
+/* Signing key file, master key file sizes. */
+#define SL_MASTER_KEY_BYTES 32
+
+#endif

@@ -1,0 +1,218 @@
+/*
+ * crypto/cry_jcs.c: RFC 8785 (JSON Canonicalization Scheme) for the values sluice
+ * signs and chains: objects with keys sorted by UTF-16 code units, ES2015 string
+ * escaping, integers only (|n| < 2^53). Audit events and checkpoints never carry
+ * fractional numbers, so a real is refused rather than printed approximately.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cry.h"
+
+#define JCS_MAX_INT 9007199254740991LL /* 2^53 - 1 */
+
+/* Next UTF-16 code unit of a UTF-8 string; *pending holds a low surrogate still owed. */
+static unsigned
+next_unit(const unsigned char **p, const unsigned char *end, unsigned *pending)
+{
+    unsigned c;
+    const unsigned char *s = *p;
+
+    if (*pending) {
+        c = *pending;
+        *pending = 0;
+        return c;
+    }
+    if (s[0] < 0x80) {
+        c = s[0];
+        s += 1;
+    } else if (s[0] < 0xe0 && s + 1 < end) {
+        c = ((s[0] & 0x1fu) << 6) | (s[1] & 0x3fu);
+        s += 2;
+    } else if (s[0] < 0xf0 && s + 2 < end) {
+        c = ((s[0] & 0x0fu) << 12) | ((s[1] & 0x3fu) << 6) | (s[2] & 0x3fu);
+        s += 3;
+    } else if (s + 3 < end) {
+        c = ((s[0] & 0x07u) << 18) | ((s[1] & 0x3fu) << 12) | ((s[2] & 0x3fu) << 6) |
+            (s[3] & 0x3fu);
+        s += 4;
+        c -= 0x10000;
+        *pending = 0xdc00 + (c & 0x3ff);
+        c = 0xd800 + (c >> 10);
+    } else {
+        c = s[0]; /* unreachable for validated input */
+        s = end;
+    }
+    *p = s;
+    return c;
+}
+
+static int
+utf16_cmp(const char *a, size_t an, const char *b, size_t bn)
+{
+    const unsigned char *pa = (const unsigned char *)a, *ea = pa + an;
+    const unsigned char *pb = (const unsigned char *)b, *eb = pb + bn;
+    unsigned qa = 0, qb = 0, ua, ub;
+
+    while ((pa < ea || qa) && (pb < eb || qb)) {
+        ua = next_unit(&pa, ea, &qa);
+        ub = next_unit(&pb, eb, &qb);
+        if (ua != ub)
+            return ua < ub ? -1 : 1;
+    }
+    if (pa < ea || qa)
+        return 1;
+    if (pb < eb || qb)
+        return -1;
+    return 0;
+}
+
+static int
+key_cmp(const void *x, const void *y)
+{
+    const char *a = *(const char *const *)x, *b = *(const char *const *)y;
+
+    return utf16_cmp(a, strlen(a), b, strlen(b));
+}
+
+static sl_code
+put_string(sl_buf *out, const char *s, size_t n)
+{
+    static const char hexd[] = "0123456789abcdef";
+    size_t i, run = 0;
+    char esc[7];
+
+    if (!sl_utf8_valid(s, n))
+        return SL_EINVALID;
+    if (sl_buf_append(out, "\"", 1) != SL_OK)
+        return SL_ETOOLARGE;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *e = NULL;
+        size_t elen = 2;
+
+        switch (c) {
+        case '"':
+            e = "\\\"";
+            break;
+        case '\\':
+            e = "\\\\";
+            break;
+        case '\b':
+            e = "\\b";
+            break;
+        case '\f':
+            e = "\\f";
+            break;
+        case '\n':
+            e = "\\n";
+            break;
+        case '\r':
+            e = "\\r";
+            break;
+        case '\t':
+            e = "\\t";
+            break;
+        default:
+            if (c < 0x20) {
+                esc[0] = '\\';
+                esc[1] = 'u';
+                esc[2] = '0';
+                esc[3] = '0';
+                esc[4] = hexd[c >> 4];
+                esc[5] = hexd[c & 15];
+                e = esc;
+                elen = 6;
+            }
+        }
+        if (e == NULL) {
+            run++;
+            continue;
+        }
+        if (sl_buf_append(out, s + i - run, run) != SL_OK || sl_buf_append(out, e, elen) != SL_OK)
+            return SL_ETOOLARGE;
+        run = 0;
+    }
+    if (sl_buf_append(out, s + n - run, run) != SL_OK || sl_buf_append(out, "\"", 1) != SL_OK)
+        return SL_ETOOLARGE;
+    return SL_OK;
+}
+
+static sl_code
+jcs(const json_t *v, sl_buf *out, int depth)
+{
+    sl_code rc;
+
+    if (depth > 64)
+        return SL_EINVALID;
+    switch (json_typeof(v)) {
+    case JSON_NULL:
+        return sl_buf_puts(out, "null");
+    case JSON_TRUE:
+        return sl_buf_puts(out, "true");
+    case JSON_FALSE:
+        return sl_buf_puts(out, "false");
+    case JSON_INTEGER: {
+        json_int_t i = json_integer_value(v);
+        if (i > JCS_MAX_INT || i < -JCS_MAX_INT)
+            return SL_EINVALID;
+        return sl_buf_printf(out, "%lld", (long long)i);
+    }
+    case JSON_STRING:
+        return put_string(out, json_string_value(v), json_string_length(v));
+    case JSON_ARRAY: {
+        size_t i, n = json_array_size(v);
+        if ((rc = sl_buf_append(out, "[", 1)) != SL_OK)
+            return rc;
+        for (i = 0; i < n; i++) {
+            if (i > 0 && (rc = sl_buf_append(out, ",", 1)) != SL_OK)
+                return rc;
+            if ((rc = jcs(json_array_get(v, i), out, depth + 1)) != SL_OK)
+                return rc;
+        }
+        return sl_buf_append(out, "]", 1);
+    }
+    case JSON_OBJECT: {
+        size_t n = json_object_size(v), i = 0;
+        const char **keys;
+        const char *key;
+        json_t *val;
+
+        keys = sl_xcalloc(n ? n : 1, sizeof *keys);
+        json_object_foreach((json_t *)v, key, val) keys[i++] = key;
+        qsort(keys, n, sizeof *keys, key_cmp);
+        rc = sl_buf_append(out, "{", 1);
+        for (i = 0; i < n && rc == SL_OK; i++) {
+            if (i > 0)
+                rc = sl_buf_append(out, ",", 1);
+            if (rc == SL_OK)
+                rc = put_string(out, keys[i], strlen(keys[i]));
+            if (rc == SL_OK)
+                rc = sl_buf_append(out, ":", 1);
+            if (rc == SL_OK)
+                rc = jcs(json_object_get(v, keys[i]), out, depth + 1);
+        }
+        free(keys);
+        if (rc != SL_OK)
+            return rc;
+        return sl_buf_append(out, "}", 1);
+    }
+    case JSON_REAL:
+    default:
+        return SL_EINVALID;
+    }
+}
+
+sl_code
+cry_jcs(const json_t *v, sl_buf *out)
+{
+    size_t mark = out->len;
+    sl_code rc = jcs(v, out, 0);
+
+    if (rc != SL_OK) {
+        out->len = mark;
+        if (out->data != NULL)
+            out->data[mark] = '\0';
+    }
+    return rc;
+}

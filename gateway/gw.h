@@ -1,0 +1,167 @@
+/*
+ * gateway/gw.h: the gateway's internal contract, shared by its files: configuration,
+ * the data directory, the embedded PostgreSQL, the audit writer, authentication, the
+ * HTTPS server with its routes and handlers, and the command-line client.
+ * Lifetimes: a gw_server lives from serve's start to its end; a gw_req from the
+ * request line to the completion callback, on one connection thread.
+ */
+#ifndef GW_H
+#define GW_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cry.h"
+#include "db.h"
+#include "sl.h"
+
+#define GW_DEFAULT_LISTEN "127.0.0.1:8443"
+#define GW_DEFAULT_USER "sluice"
+#define GW_PG_SUPERUSER "sluice_admin"
+#define GW_PG_DBNAME "sluice"
+#define GW_MAX_KEYS 16
+
+/* ---- configuration and the data directory (gw_datadir.c) ---- */
+typedef struct {
+    char data_dir[PATH_MAX];
+    char listen[128];
+    char conninfo[1024]; /* the database (embedded or --db) */
+    int embedded_pg;
+    char run_as[64]; /* unprivileged user when started as root */
+    char tls_cert[PATH_MAX], tls_key[PATH_MAX];
+    int max_connections;
+    int conn_timeout_s;
+    int audit_bound_ms;
+    int db_pool;
+    int auth_fail_burst;
+    double auth_fail_per_min;
+    int64_t max_token_ttl_s;
+    int master_key_version;
+    char signing_key_id[CRY_KEY_ID_HEX + 1];
+} gw_config;
+
+typedef struct {
+    char id[CRY_KEY_ID_HEX + 1];
+    unsigned char pk[CRY_SIGN_PK_BYTES];
+    int active;
+} gw_pubkey;
+
+typedef struct {
+    cry_key *master;   /* 32 bytes */
+    cry_key *token;    /* token HMAC key, unwrapped from the database */
+    cry_key *signing;  /* Ed25519 secret key of the active signing key */
+    char signing_id[CRY_KEY_ID_HEX + 1];
+    gw_pubkey pub[GW_MAX_KEYS];
+    int npub;
+} gw_keys;
+
+void gw_config_defaults(gw_config *cfg);
+/* sluice init: everything in a new data directory; prints the admin token once. */
+sl_code gw_init(gw_config *cfg, int argc_tls_given, sl_err *err) SL_WUR;
+/* Reads DIR/config.json over cfg's defaults (flags given later override). */
+sl_code gw_config_load(gw_config *cfg, sl_err *err) SL_WUR;
+/* Loads the master and signing keys and the public keys (not the token key). */
+sl_code gw_keys_load(const gw_config *cfg, gw_keys *keys, sl_err *err) SL_WUR;
+/* Unwraps (or on first use creates and stores) the token HMAC key. */
+sl_code gw_keys_token(const gw_config *cfg, gw_keys *keys, sl_err *err) SL_WUR;
+void gw_keys_free(gw_keys *keys);
+/* Reads a whole small file (at most max bytes); *out malloc'd and NUL-terminated. */
+sl_code gw_file_read(const char *path, size_t max, char **out, size_t *len, sl_err *err) SL_WUR;
+/* Writes a file atomically (temp + fsync + rename) with the given mode. */
+sl_code gw_file_write(const char *path, const void *p, size_t n, mode_t mode, sl_err *err) SL_WUR;
+/* The unprivileged user: uid/gid, when running as root; 0 when not root. */
+sl_code gw_user_lookup(const char *name, uid_t *uid, gid_t *gid, sl_err *err) SL_WUR;
+
+/* ---- embedded PostgreSQL (gw_pg.c) ---- */
+sl_code gw_pg_initdb(const gw_config *cfg, sl_err *err) SL_WUR;
+sl_code gw_pg_start(const gw_config *cfg, sl_err *err) SL_WUR;
+sl_code gw_pg_stop(const gw_config *cfg, sl_err *err) SL_WUR;
+/* The conninfo of the embedded cluster for a data directory. */
+void gw_pg_conninfo(const char *data_dir, char *out, size_t n);
+
+/* ---- the audit writer (gw_audit.c) ---- */
+typedef struct gw_audit gw_audit;
+/* Starts the writer thread; it connects lazily and reconnects forever. */
+gw_audit *gw_audit_start(const char *conninfo, const gw_keys *keys);
+/*
+ * Submits an event (ownership taken) and waits until it is committed in PostgreSQL, or
+ * bound_ms passes. SL_OK: committed (*seq set). SL_EUNAVAIL: not committed within the
+ * bound; the event has been rewritten to record a 503 answer and stays queued, so the
+ * request's one event is written once the trail is back.
+ */
+sl_code gw_audit_commit(gw_audit *a, json_t *event, int bound_ms, int64_t *seq);
+/* Queues an event without waiting (ownership taken). */
+void gw_audit_post(gw_audit *a, json_t *event);
+/* Stops the writer after draining the queue for at most drain_ms; logs what is left. */
+void gw_audit_stop(gw_audit *a, int drain_ms);
+int gw_audit_healthy(gw_audit *a);
+long gw_audit_depth(gw_audit *a);
+
+/* ---- metrics (gw_server.c) ---- */
+#define GW_LAT_BUCKETS 14
+typedef struct {
+    atomic_long auth_failures;
+    atomic_long rate_limited;
+    atomic_long audit_commits;
+    atomic_long audit_events;
+    atomic_long audit_failures;
+    atomic_long audit_overflow;
+    atomic_long audit_lat[GW_LAT_BUCKETS + 1]; /* by bucket, last = +Inf */
+    atomic_long audit_lat_sum_us;
+} gw_metrics;
+extern const double gw_lat_bounds[GW_LAT_BUCKETS];
+void gw_metrics_observe(atomic_long *buckets, atomic_long *sum_us, int64_t us);
+extern gw_metrics gw_stats;
+
+/* ---- authentication (gw_auth.c) ---- */
+typedef struct gw_ratelimit gw_ratelimit;
+gw_ratelimit *gw_ratelimit_new(int burst, double per_min);
+void gw_ratelimit_free(gw_ratelimit *rl);
+/* 1 when the address may try to authenticate now. */
+int gw_ratelimit_allow(gw_ratelimit *rl, const char *addr);
+/* Records a failure for the address. */
+void gw_ratelimit_fail(gw_ratelimit *rl, const char *addr);
+
+/* ---- the server (gw_server.c) ---- */
+typedef struct gw_server gw_server;
+typedef struct gw_req gw_req;
+
+/* Runs the gateway until SIGTERM/SIGINT. */
+int gw_serve(gw_config *cfg);
+
+/* ---- request-facing JSON (gw_json.c) ---- */
+/*
+ * Parses a request body as one JSON object: valid UTF-8, no duplicate keys, at most
+ * SL_MAX_JSON_DEPTH deep, no NUL in strings. SL_EBADREQ with a message otherwise.
+ */
+sl_code gw_json_parse_object(const char *body, size_t len, json_t **out, sl_err *err) SL_WUR;
+/* SL_EINVALID naming the first field of obj not in the NULL-terminated list. */
+sl_code gw_json_only(const json_t *obj, const char *const *allowed, sl_err *err) SL_WUR;
+/* Validates a principal creation body; fills the out fields (borrowed from obj). */
+typedef struct {
+    const char *name;
+    const char *kind;
+    const json_t *roles;
+    const json_t *attributes;
+    int64_t ttl_s; /* 0 = default */
+    int has_disabled;
+    int disabled;
+} gw_principal_body;
+sl_code gw_json_principal_create(const json_t *obj, int64_t max_ttl_s, gw_principal_body *out,
+                                 sl_err *err) SL_WUR;
+sl_code gw_json_principal_patch(const json_t *obj, gw_principal_body *out, sl_err *err) SL_WUR;
+sl_code gw_json_token_create(const json_t *obj, int64_t max_ttl_s, int64_t *ttl_s,
+                             sl_err *err) SL_WUR;
+
+/* ---- command line (gw_cli.c) ---- */
+int gw_cli_main(const char *cmd, int argc, char **argv);
+int gw_cli_audit_verify_file(const char *file, const char *key, int json_out, int partial);
+void gw_usage(const char *topic);
+/* The sluice command (main calls it). */
+int gw_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,475 @@
+/*
+ * gateway/gw_audit.c: the audit writer. Handlers hand it events; one thread
+ * group-commits them: under an advisory lock it reads the chain's head, gives each event
+ * its seq, time and prev_hash, hashes its RFC 8785 text, COPYs the batch, signs a
+ * checkpoint of the batch's last event, and commits, all in one transaction. A request
+ * waits for its event; if the trail cannot take it within the bound the request is
+ * answered 503 and its event, rewritten to say so, stays queued until the trail is back.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gw.h"
+
+enum { QUEUED, WRITING, COMMITTED };
+
+typedef struct item {
+    json_t *ev;
+    int state;
+    int waited; /* a request thread waits on it and frees it */
+    int64_t seq;
+    struct item *next;
+} item;
+
+struct gw_audit {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t work;  /* writer waits for events */
+    pthread_cond_t done;  /* waiters wait for batches */
+    item *head, *tail;
+    long depth;
+    long overflow; /* events that found the queue full; written as one event later */
+    int inflight;  /* a batch is being written */
+    int stopping;
+    int healthy;
+    char *conninfo;
+    const gw_keys *keys;
+    PGconn *conn;
+};
+
+const double gw_lat_bounds[GW_LAT_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                               0.1,    0.25,  0.5,    1,     2.5,   5,     10};
+
+void
+gw_metrics_observe(atomic_long *buckets, atomic_long *sum_us, int64_t us)
+{
+    int i;
+
+    for (i = 0; i < GW_LAT_BUCKETS; i++)
+        if ((double)us / 1e6 <= gw_lat_bounds[i])
+            break;
+    atomic_fetch_add(&buckets[i], 1);
+    atomic_fetch_add(sum_us, us);
+}
+
+static void
+push_back(gw_audit *a, item *it)
+{
+    it->next = NULL;
+    if (a->tail)
+        a->tail->next = it;
+    else
+        a->head = it;
+    a->tail = it;
+    a->depth++;
+}
+
+/* Unlinks an item still queued; 1 when found. */
+static int
+unlink_item(gw_audit *a, item *it)
+{
+    item **pp, *prev = NULL;
+
+    for (pp = &a->head; *pp != NULL; prev = *pp, pp = &(*pp)->next) {
+        if (*pp == it) {
+            *pp = it->next;
+            if (a->tail == it)
+                a->tail = prev;
+            a->depth--;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void
+item_free(item *it)
+{
+    json_decref(it->ev);
+    free(it);
+}
+
+static int
+ensure_conn(gw_audit *a)
+{
+    sl_err err;
+
+    if (a->conn != NULL && PQstatus(a->conn) == CONNECTION_OK)
+        return 1;
+    PQfinish(a->conn);
+    a->conn = NULL;
+    if (db_connect(a->conninfo, 1, &a->conn, &err) != SL_OK) {
+        sl_debug("audit writer: %s (%s)", err.msg, err.detail);
+        return 0;
+    }
+    /* bound every statement so a stuck database turns into an error, not a hang */
+    if (db_exec(a->conn, "SET statement_timeout = '5s'", &err) != SL_OK ||
+        db_exec(a->conn, "SET idle_in_transaction_session_timeout = '10s'", &err) != SL_OK) {
+        PQfinish(a->conn);
+        a->conn = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+static int
+probe(gw_audit *a)
+{
+    sl_err err;
+
+    if (!ensure_conn(a))
+        return 0;
+    if (db_exec(a->conn, "SELECT 1", &err) != SL_OK) {
+        PQfinish(a->conn);
+        a->conn = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+/* Writes one batch in one transaction. On failure nothing of it is committed. */
+static sl_code
+write_batch(gw_audit *a, item **batch, size_t n, sl_err *err)
+{
+    unsigned char prev[CRY_HASH_BYTES], hash[CRY_HASH_BYTES];
+    char prev_hex[CRY_HASH_HEX + 1], hash_hex[CRY_HASH_HEX + 1], ts[SL_TS_LEN];
+    db_audit_row *rows = sl_xcalloc(n, sizeof *rows);
+    json_t **full = sl_xcalloc(n, sizeof *full);
+    sl_buf *canon = sl_xcalloc(n, sizeof *canon);
+    json_t *cp = NULL;
+    int64_t seq = 0;
+    size_t i;
+    sl_code rc;
+
+    if ((rc = db_exec(a->conn, "BEGIN", err)) != SL_OK)
+        goto out;
+    if ((rc = db_exec(a->conn, "SELECT pg_advisory_xact_lock(1936482677)", err)) != SL_OK)
+        goto out;
+    if ((rc = db_audit_head(a->conn, &seq, prev, err)) != SL_OK)
+        goto out;
+    sl_time_format_us(sl_now_us(), ts);
+    for (i = 0; i < n; i++) {
+        json_t *e = json_copy(batch[i]->ev);
+        cry_hex(prev, CRY_HASH_BYTES, prev_hex);
+        json_object_set_new(e, "seq", json_integer(++seq));
+        json_object_set_new(e, "ts", json_string(ts));
+        json_object_set_new(e, "prev_hash", json_string(prev_hex));
+        sl_buf_init(&canon[i], (size_t)1 << 20);
+        if (cry_jcs(e, &canon[i]) != SL_OK)
+            sl_panic("audit event not canonicalisable (a bug in the event builder)");
+        cry_chain_hash(prev, canon[i].data, canon[i].len, hash);
+        full[i] = e;
+        rows[i].seq = seq;
+        rows[i].ts = ts;
+        rows[i].principal = json_string_value(json_object_get(e, "principal"));
+        rows[i].action = json_string_value(json_object_get(e, "action"));
+        rows[i].resource = json_string_value(json_object_get(e, "resource"));
+        rows[i].decision = json_string_value(json_object_get(e, "decision"));
+        rows[i].status = (int)json_integer_value(json_object_get(e, "status"));
+        rows[i].canon = canon[i].data;
+        rows[i].canon_len = canon[i].len;
+        memcpy(rows[i].hash, hash, CRY_HASH_BYTES);
+        memcpy(prev, hash, CRY_HASH_BYTES);
+        batch[i]->seq = seq;
+    }
+    if ((rc = db_audit_copy(a->conn, rows, n, err)) != SL_OK)
+        goto out;
+    cry_hex(prev, CRY_HASH_BYTES, hash_hex);
+    cp = cry_checkpoint_new(a->keys->signing, a->keys->signing_id, seq, hash_hex, ts);
+    rc = db_checkpoint_insert(a->conn, seq, hash_hex, ts, a->keys->signing_id,
+                              json_string_value(json_object_get(cp, "signature")), err);
+    if (rc == SL_OK)
+        rc = db_exec(a->conn, "COMMIT", err);
+out:
+    if (rc != SL_OK && a->conn != NULL && PQtransactionStatus(a->conn) != PQTRANS_IDLE)
+        (void)db_exec(a->conn, "ROLLBACK", NULL);
+    json_decref(cp);
+    for (i = 0; i < n; i++) {
+        json_decref(full[i]);
+        sl_buf_free(&canon[i]);
+    }
+    free(canon);
+    free(full);
+    free(rows);
+    return rc;
+}
+
+static json_t *
+overflow_event(long n)
+{
+    return json_pack("{s:s, s:n, s:s, s:s, s:s, s:s, s:n, s:i, s:n, s:s, s:{s:I}}", "request_id",
+                     "audit-overflow", "principal", "action", "audit.overflow", "resource",
+                     "audit", "decision", "error", "reason",
+                     "events lost: the audit queue was full while the trail was unavailable",
+                     "purpose", "status", 503, "bytes", "client", "", "detail",
+                     "lost_events", (json_int_t)n);
+}
+
+static void *
+writer_main(void *arg)
+{
+    gw_audit *a = arg;
+    item **batch = sl_xcalloc(SL_AUDIT_BATCH_MAX, sizeof *batch);
+    int backoff_ms = 50;
+
+    for (;;) {
+        size_t n = 0, i;
+        sl_err err;
+        int64_t t0;
+        sl_code rc;
+
+        pthread_mutex_lock(&a->lock);
+        while (a->head == NULL && a->overflow == 0 && !a->stopping) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            if (pthread_cond_timedwait(&a->work, &a->lock, &until) != 0 && !a->healthy) {
+                /* idle and unhealthy: see whether the database is back */
+                pthread_mutex_unlock(&a->lock);
+                int ok = probe(a);
+                pthread_mutex_lock(&a->lock);
+                a->healthy = ok;
+            }
+        }
+        if (a->head == NULL && a->overflow == 0 && a->stopping) {
+            pthread_mutex_unlock(&a->lock);
+            break;
+        }
+        if (a->overflow > 0 && a->depth < SL_AUDIT_QUEUE_MAX) {
+            item *it = sl_xcalloc(1, sizeof *it);
+            it->ev = overflow_event(a->overflow);
+            a->overflow = 0;
+            push_back(a, it);
+        }
+        while (a->head != NULL && n < SL_AUDIT_BATCH_MAX) {
+            item *it = a->head;
+            a->head = it->next;
+            if (a->head == NULL)
+                a->tail = NULL;
+            a->depth--;
+            it->state = WRITING;
+            batch[n++] = it;
+        }
+        a->inflight = 1;
+        pthread_mutex_unlock(&a->lock);
+
+        t0 = sl_mono_ns();
+        sl_err_clear(&err);
+        rc = ensure_conn(a) ? write_batch(a, batch, n, &err)
+                            : sl_err_set(&err, SL_EUNAVAIL, "database unavailable");
+        pthread_mutex_lock(&a->lock);
+        a->inflight = 0;
+        if (rc == SL_OK) {
+            for (i = 0; i < n; i++) {
+                batch[i]->state = COMMITTED;
+                if (!batch[i]->waited)
+                    item_free(batch[i]);
+            }
+            a->healthy = 1;
+            backoff_ms = 50;
+        } else {
+            /* put the batch back in front, in order: nothing is dropped */
+            for (i = n; i-- > 0;) {
+                batch[i]->state = QUEUED;
+                batch[i]->next = a->head;
+                a->head = batch[i];
+                if (a->tail == NULL)
+                    a->tail = batch[i];
+                a->depth++;
+            }
+            a->healthy = 0;
+        }
+        pthread_cond_broadcast(&a->done);
+        pthread_mutex_unlock(&a->lock);
+        if (rc == SL_OK) {
+            atomic_fetch_add(&gw_stats.audit_commits, 1);
+            atomic_fetch_add(&gw_stats.audit_events, (long)n);
+            gw_metrics_observe(gw_stats.audit_lat, &gw_stats.audit_lat_sum_us,
+                               (sl_mono_ns() - t0) / 1000);
+        } else {
+            struct timespec ts = {0, (long)backoff_ms * 1000000L};
+            atomic_fetch_add(&gw_stats.audit_failures, 1);
+            sl_warn("audit trail: could not commit %zu events: %s (%s)", n, err.msg, err.detail);
+            if (a->conn != NULL && PQstatus(a->conn) != CONNECTION_OK) {
+                PQfinish(a->conn);
+                a->conn = NULL;
+            }
+            nanosleep(&ts, NULL);
+            if (backoff_ms < 1000)
+                backoff_ms *= 2;
+            pthread_mutex_lock(&a->lock);
+            if (a->stopping == 2) { /* drain time is over */
+                pthread_mutex_unlock(&a->lock);
+                break;
+            }
+            pthread_mutex_unlock(&a->lock);
+        }
+    }
+    free(batch);
+    return NULL;
+}
+
+gw_audit *
+gw_audit_start(const char *conninfo, const gw_keys *keys)
+{
+    gw_audit *a = sl_xcalloc(1, sizeof *a);
+
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->work, NULL);
+    pthread_cond_init(&a->done, NULL);
+    a->conninfo = sl_xstrdup(conninfo);
+    a->keys = keys;
+    a->healthy = ensure_conn(a);
+    if (pthread_create(&a->thread, NULL, writer_main, a) != 0)
+        sl_panic("could not start the audit writer thread");
+    return a;
+}
+
+/* Marks a request's event as answered 503 because the trail could not take it. */
+static void
+rewrite_unavailable(json_t *ev)
+{
+    json_object_set_new(ev, "status", json_integer(503));
+    json_object_set_new(ev, "decision", json_string("error"));
+    json_object_set_new(ev, "reason",
+                        json_string("audit trail unavailable: answered 503 without data"));
+    json_object_set_new(ev, "bytes", json_integer(0));
+}
+
+sl_code
+gw_audit_commit(gw_audit *a, json_t *event, int bound_ms, int64_t *seq)
+{
+    item *it = sl_xcalloc(1, sizeof *it);
+    struct timespec until;
+    sl_code rc = SL_OK;
+
+    it->ev = event;
+    it->waited = 1;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += bound_ms / 1000;
+    until.tv_nsec += (long)(bound_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&a->lock);
+    if (a->depth >= SL_AUDIT_QUEUE_MAX) {
+        a->overflow++;
+        atomic_fetch_add(&gw_stats.audit_overflow, 1);
+        pthread_mutex_unlock(&a->lock);
+        item_free(it);
+        return SL_EUNAVAIL;
+    }
+    push_back(a, it);
+    pthread_cond_signal(&a->work);
+    for (;;) {
+        int late;
+        if (it->state == COMMITTED)
+            break;
+        late = pthread_cond_timedwait(&a->done, &a->lock, &until) != 0;
+        if (late && it->state == QUEUED) {
+            /* Past the bound and not being written: answer 503 and leave a record of it. */
+            unlink_item(a, it);
+            rewrite_unavailable(it->ev);
+            it->waited = 0;
+            push_back(a, it);
+            rc = SL_EUNAVAIL;
+            break;
+        }
+        /* Being written past the bound: its batch ends soon (statement_timeout bounds it);
+         * wait for that outcome rather than spin. */
+        while (late && it->state == WRITING)
+            pthread_cond_wait(&a->done, &a->lock);
+    }
+    if (rc == SL_OK && seq != NULL)
+        *seq = it->seq;
+    pthread_mutex_unlock(&a->lock);
+    if (rc == SL_OK)
+        item_free(it);
+    return rc;
+}
+
+void
+gw_audit_post(gw_audit *a, json_t *event)
+{
+    item *it = sl_xcalloc(1, sizeof *it);
+
+    it->ev = event;
+    pthread_mutex_lock(&a->lock);
+    if (a->depth >= SL_AUDIT_QUEUE_MAX) {
+        a->overflow++;
+        atomic_fetch_add(&gw_stats.audit_overflow, 1);
+        pthread_mutex_unlock(&a->lock);
+        item_free(it);
+        return;
+    }
+    push_back(a, it);
+    pthread_cond_signal(&a->work);
+    pthread_mutex_unlock(&a->lock);
+}
+
+void
+gw_audit_stop(gw_audit *a, int drain_ms)
+{
+    int64_t end = sl_mono_ns() + (int64_t)drain_ms * 1000000;
+    item *it, *next;
+
+    if (a == NULL)
+        return;
+    pthread_mutex_lock(&a->lock);
+    a->stopping = 1;
+    pthread_cond_broadcast(&a->work);
+    while ((a->head != NULL || a->overflow > 0 || a->inflight) && sl_mono_ns() < end) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&a->done, &a->lock, &until);
+    }
+    a->stopping = 2;
+    pthread_cond_broadcast(&a->work);
+    pthread_mutex_unlock(&a->lock);
+    pthread_join(a->thread, NULL);
+    if (a->depth > 0 || a->overflow > 0)
+        sl_error("audit trail: %ld events could not be written before shutdown "
+                 "(the database was unavailable); their requests were answered 503",
+                 a->depth + a->overflow);
+    for (it = a->head; it != NULL; it = next) {
+        next = it->next;
+        item_free(it);
+    }
+    PQfinish(a->conn);
+    free(a->conninfo);
+    pthread_mutex_destroy(&a->lock);
+    pthread_cond_destroy(&a->work);
+    pthread_cond_destroy(&a->done);
+    free(a);
+}
+
+int
+gw_audit_healthy(gw_audit *a)
+{
+    int h;
+
+    pthread_mutex_lock(&a->lock);
+    h = a->healthy;
+    pthread_mutex_unlock(&a->lock);
+    return h;
+}
+
+long
+gw_audit_depth(gw_audit *a)
+{
+    long d;
+
+    pthread_mutex_lock(&a->lock);
+    d = a->depth;
+    pthread_mutex_unlock(&a->lock);
+    return d;
+}

@@ -1,0 +1,140 @@
+/*
+ * gateway/gw_http.h: the request and server records shared by the HTTP core
+ * (gw_server.c) and the handlers (gw_handlers.c, gw_audit_api.c). Private to gateway/.
+ */
+#ifndef GW_HTTP_H
+#define GW_HTTP_H
+
+#include "gw.h"
+
+#define GW_MAX_PARAMS 4
+#define GW_NSTATUS 20
+
+struct gw_route;
+typedef void (*gw_handler)(gw_req *r);
+
+/* Roles a route requires (any of), or none for "any principal". */
+typedef struct gw_route {
+    const char *method;
+    const char *pattern; /* "/v1/principals/{name}" */
+    const char *action;  /* audit action */
+    gw_handler fn;
+    int auth;           /* 1: a bearer token is required */
+    int audited;        /* 0 only for /healthz, /readyz, /metrics */
+    int body;           /* 1: a JSON body is accepted */
+    const char *roles[3]; /* any of these roles; {NULL} = any principal */
+} gw_route;
+
+struct gw_server {
+    gw_config *cfg;
+    gw_keys *keys;
+    db_pool *pool;
+    gw_audit *audit;
+    gw_ratelimit *rl;
+    struct MHD_Daemon *daemon;
+    atomic_int active;   /* requests between the request line and completion */
+    atomic_int stopping;
+    /* metrics: requests by route and status, latency histogram */
+    atomic_long req_count[64][GW_NSTATUS];
+    atomic_long req_lat[GW_LAT_BUCKETS + 1];
+    atomic_long req_lat_sum_us;
+    atomic_long streams; /* audit exports in progress */
+};
+
+/* A streamed response body: produce() appends to out; returns 1 more, 0 done, -1 error. */
+typedef struct {
+    int (*produce)(void *state, sl_buf *out);
+    void (*release)(void *state);
+    void *state;
+} gw_stream;
+
+struct gw_req {
+    gw_server *srv;
+    struct MHD_Connection *conn;
+    int64_t t0_ns;
+    int phase; /* 0 new, 1 receiving the body, 2 answered */
+    char method[16];
+    char path[SL_MAX_PATH + 1];
+    int path_bad;
+    char request_id[SL_MAX_REQUEST_ID + 1];
+    char client[64];
+    const gw_route *route;
+    int route_index;
+    char params[GW_MAX_PARAMS][SL_MAX_PATH + 1];
+    int nparams;
+    sl_buf body;
+    int body_too_large;
+    /* the authenticated principal */
+    int authed;
+    db_principal who;
+    char token_id[CRY_TOKEN_ID_HEX + 1];
+    int64_t token_expires_us;
+    char purpose[65];
+    /* the answer */
+    int status;
+    sl_buf out;
+    const char *ctype;
+    const char *allow; /* for 405 */
+    gw_stream stream;
+    int streaming;
+    /* a mutation's transaction, committed only after its audit event is */
+    PGconn *txn;
+    /* the audit event */
+    char action[48];
+    char resource[SL_MAX_AUDIT_TEXT + 1];
+    char reason[SL_MAX_AUDIT_TEXT + 1];
+    json_t *detail;
+    int audited;
+    int extra_headers; /* Location etc. */
+    char location[SL_MAX_PATH + 1];
+};
+
+/* Answers a JSON body (ownership of v taken) with the status. */
+void gw_reply_json(gw_req *r, int status, json_t *v);
+/* Answers a status with an empty body (204). */
+void gw_reply_status(gw_req *r, int status);
+/* Answers the API error shape for err (message only; detail is logged). */
+void gw_reply_err(gw_req *r, const sl_err *err);
+void gw_reply_error(gw_req *r, sl_code code, const char *fmt, ...) SL_PRINTF(3, 4);
+/* Answers with a streamed body of the content type. */
+void gw_reply_stream(gw_req *r, const char *ctype, gw_stream stream);
+/* Sets the audit reason. */
+void gw_reason(gw_req *r, const char *fmt, ...) SL_PRINTF(2, 3);
+/* A query-string argument, or NULL. */
+const char *gw_arg(gw_req *r, const char *key);
+/* 1 when the principal holds the role. */
+int gw_has_role(const gw_req *r, const char *role);
+/* The request's JSON body as an object (empty body allowed when allow_empty). */
+sl_code gw_body_object(gw_req *r, int allow_empty, json_t **out, sl_err *err) SL_WUR;
+/* Parses limit (1..SL_LIST_MAX) and after; replies 422 and returns 0 on a bad value. */
+int gw_list_args(gw_req *r, int *limit, const char **after);
+
+/* Handlers. */
+void gw_h_whoami(gw_req *r);
+void gw_h_keys_public(gw_req *r);
+void gw_h_principal_create(gw_req *r);
+void gw_h_principal_list(gw_req *r);
+void gw_h_principal_show(gw_req *r);
+void gw_h_principal_patch(gw_req *r);
+void gw_h_token_create(gw_req *r);
+void gw_h_token_revoke(gw_req *r);
+void gw_h_audit_export(gw_req *r);
+void gw_h_audit_verify(gw_req *r);
+void gw_h_audit_checkpoints(gw_req *r);
+
+/*
+ * Takes a pooled connection and opens the transaction of a mutation; the HTTP core
+ * commits it once the request's audit event is durable, or rolls it back.
+ */
+sl_code gw_txn_begin(gw_req *r, PGconn **c, sl_err *err) SL_WUR;
+/* A pooled connection for reads; give it back with gw_db_put. */
+sl_code gw_db_get(gw_req *r, PGconn **c, sl_err *err) SL_WUR;
+void gw_db_put(gw_req *r, PGconn *c, sl_code rc);
+
+/* Makes a new token for a principal; fills the JSON answer fields. */
+sl_code gw_token_issue(gw_req *r, PGconn *c, int64_t principal_id, int64_t ttl_s, json_t *answer,
+                       sl_err *err) SL_WUR;
+/* Builds the JSON of a principal. */
+json_t *gw_principal_json(const db_principal *p);
+
+#endif

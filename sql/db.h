@@ -1,0 +1,161 @@
+/*
+ * sql/db.h: sluice's data-access layer over libpq. Connections and a pool, migrations,
+ * principals and tokens, wrapped keys, and the audit trail's rows. Every query is
+ * parameterised; every PGresult is cleared before a function returns. Functions taking a
+ * PGconn are as thread-safe as the connection: one thread per connection at a time.
+ * Errors: SL_EUNAVAIL when the database cannot be reached or fails (the connection is
+ * then marked broken), SL_ENOTFOUND / SL_ECONFLICT where stated.
+ */
+#ifndef DB_H
+#define DB_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdint.h>
+
+#include "sl.h"
+
+/* The runtime role every pooled connection switches to (SET ROLE). */
+#define DB_GW_ROLE "sluice_gw"
+/* Advisory lock keys: migrations, and the audit chain's head (one writer at a time). */
+#define DB_LOCK_MIGRATE 0x736c6d67LL
+#define DB_LOCK_AUDIT 0x736c6175LL
+
+typedef struct {
+    int version;
+    const char *name;
+    const char *sql;
+} db_migration;
+extern const db_migration db_migrations[];
+extern const int db_migration_count;
+
+/*
+ * Opens a connection (connect_timeout applies); with as_gateway it switches to the
+ * runtime role DB_GW_ROLE so the session holds only the gateway's grants.
+ */
+sl_code db_connect(const char *conninfo, int as_gateway, PGconn **out, sl_err *err) SL_WUR;
+/*
+ * Applies every migration newer than the database's, each in its own transaction under an
+ * advisory lock, and records it. Refuses (SL_ECONFLICT) a database whose schema is newer
+ * than this binary knows. *applied counts the migrations applied now (may be NULL).
+ */
+sl_code db_migrate(const char *conninfo, int *applied, sl_err *err) SL_WUR;
+/* Runs a fixed statement with no parameters (BEGIN, COMMIT, ...). */
+sl_code db_exec(PGconn *c, const char *sql, sl_err *err) SL_WUR;
+
+/* A fixed-size pool of runtime connections, connected lazily and re-connected when broken. */
+typedef struct db_pool db_pool;
+db_pool *db_pool_new(const char *conninfo, int size);
+void db_pool_free(db_pool *p);
+/* Waits up to timeout_ms for a connection; SL_EUNAVAIL when none works. */
+sl_code db_acquire(db_pool *p, int timeout_ms, PGconn **out, sl_err *err) SL_WUR;
+/* Returns a connection; broken (or a bad status) closes it so it is re-made next time. */
+void db_release(db_pool *p, PGconn *c, int broken);
+/* 1 when a connection works now (SELECT 1). */
+int db_pool_ping(db_pool *p);
+
+/* Principals. JSON arguments are borrowed; results are new references the caller owns. */
+typedef struct {
+    int64_t id;
+    char name[SL_MAX_NAME + 1];
+    char kind[16];
+    json_t *roles;      /* array of strings */
+    json_t *attributes; /* object of strings */
+    int disabled;
+    int64_t created_us;
+} db_principal;
+void db_principal_clear(db_principal *p);
+sl_code db_principal_insert(PGconn *c, const char *name, const char *kind, const json_t *roles,
+                            const json_t *attributes, int64_t *id, sl_err *err) SL_WUR;
+sl_code db_principal_get(PGconn *c, const char *name, db_principal *out, sl_err *err) SL_WUR;
+/* Names after `after` (NULL = from the start) in order; *more set when a next page exists. */
+sl_code db_principal_list(PGconn *c, const char *after, int limit, db_principal **out,
+                          int *n, int *more, sl_err *err) SL_WUR;
+void db_principal_list_free(db_principal *list, int n);
+/* Changes what is not NULL / not negative. */
+sl_code db_principal_update(PGconn *c, int64_t id, const json_t *roles, const json_t *attributes,
+                            int disabled, sl_err *err) SL_WUR;
+/* Enabled principals holding the role `admin` other than `except_id`. */
+sl_code db_admin_count_except(PGconn *c, int64_t except_id, int64_t *n, sl_err *err) SL_WUR;
+
+typedef struct {
+    int64_t principal_id;
+    unsigned char hash[32];
+    int64_t expires_us;
+    int revoked;
+} db_token;
+sl_code db_token_insert(PGconn *c, const char *token_id, int64_t principal_id,
+                        const unsigned char hash[32], int64_t expires_us, sl_err *err) SL_WUR;
+/* SL_ENOTFOUND when no such token id. */
+sl_code db_token_get(PGconn *c, const char *token_id, db_token *out, sl_err *err) SL_WUR;
+/* The token and its principal in one round trip; SL_ENOTFOUND when no such token id. */
+sl_code db_auth_lookup(PGconn *c, const char *token_id, db_token *tok, db_principal *p,
+                       sl_err *err) SL_WUR;
+/* The principal owning a token; SL_ENOTFOUND when none. */
+sl_code db_token_owner(PGconn *c, const char *token_id, int64_t *principal_id,
+                       sl_err *err) SL_WUR;
+/* Revokes; SL_ENOTFOUND when no such token or already revoked. */
+sl_code db_token_revoke(PGconn *c, const char *token_id, sl_err *err) SL_WUR;
+/* The tokens of a principal as a JSON array of {token_id, created_at, expires_at, revoked}. */
+sl_code db_tokens_json(PGconn *c, int64_t principal_id, json_t **out, sl_err *err) SL_WUR;
+
+/* Wrapped keys: SL_ENOTFOUND when absent. *blob is malloc'd. */
+sl_code db_wrapped_key_get(PGconn *c, const char *purpose, int *master_version,
+                           unsigned char **blob, size_t *len, sl_err *err) SL_WUR;
+sl_code db_wrapped_key_put(PGconn *c, const char *purpose, int master_version,
+                           const unsigned char *blob, size_t len, sl_err *err) SL_WUR;
+
+/* The audit trail. */
+typedef struct {
+    int64_t seq;
+    const char *ts; /* RFC 3339 with microseconds, as in canon */
+    const char *principal; /* NULL when unauthenticated */
+    const char *action;
+    const char *resource;
+    const char *decision;
+    int status;
+    const char *canon;
+    size_t canon_len;
+    unsigned char hash[32];
+} db_audit_row;
+/* The head of the chain (inside the caller's transaction): 0 and zeros when empty. */
+sl_code db_audit_head(PGconn *c, int64_t *seq, unsigned char hash[32], sl_err *err) SL_WUR;
+/* Appends rows with COPY (inside the caller's transaction). */
+sl_code db_audit_copy(PGconn *c, const db_audit_row *rows, size_t n, sl_err *err) SL_WUR;
+sl_code db_checkpoint_insert(PGconn *c, int64_t seq, const char *hash_hex, const char *ts,
+                             const char *key_id, const char *signature, sl_err *err) SL_WUR;
+
+/* Filters of an audit read; NULL fields do not filter. Times are RFC 3339. */
+typedef struct {
+    const char *since, *until, *principal, *dataset, *action, *decision;
+    int64_t limit; /* 0 = all */
+    int with_orphan_checkpoints; /* verify: also checkpoints whose event is missing */
+} db_audit_filter;
+
+/*
+ * Streams the trail in seq order, one row per call of db_audit_next (libpq single-row
+ * mode), each with the event's columns and, when present, its checkpoint's. The
+ * connection is busy until db_audit_next returns 0 or db_audit_close is called.
+ */
+typedef struct {
+    int has_event;
+    int64_t seq;
+    const char *canon;
+    const char *hash_hex;
+    const char *ts, *principal, *action, *resource, *decision;
+    int status;
+    int has_checkpoint;
+    int64_t cp_seq;
+    const char *cp_hash, *cp_ts, *cp_key_id, *cp_signature;
+} db_audit_item;
+typedef struct db_audit_stream db_audit_stream;
+sl_code db_audit_open(PGconn *c, const db_audit_filter *f, db_audit_stream **out,
+                      sl_err *err) SL_WUR;
+/* 1 with *item filled (valid until the next call), 0 at the end, -1 on error (err set). */
+int db_audit_next(db_audit_stream *s, db_audit_item *item, sl_err *err);
+void db_audit_close(db_audit_stream *s);
+/* Checkpoints from since_seq (inclusive), at most limit, as JSON objects. */
+sl_code db_checkpoints_json(PGconn *c, int64_t since_seq, int limit, json_t **items, int *more,
+                            sl_err *err) SL_WUR;
+
+#endif
