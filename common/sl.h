@@ -13,7 +13,7 @@
 
 #include "sl_limits.h"
 
-#define SL_WUR __attribute__((warn_unused_result))
+#define SL_WUR          __attribute__((warn_unused_result))
 #define SL_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
 /* Error codes. Each maps to one HTTP status and one API error word (gw maps them). */
@@ -61,8 +61,8 @@ typedef enum { SL_LOG_DEBUG, SL_LOG_INFO, SL_LOG_WARN, SL_LOG_ERROR } sl_log_lev
 void sl_log_set_level(sl_log_level level);
 void sl_log(sl_log_level level, const char *fmt, ...) SL_PRINTF(2, 3);
 #define sl_debug(...) sl_log(SL_LOG_DEBUG, __VA_ARGS__)
-#define sl_info(...) sl_log(SL_LOG_INFO, __VA_ARGS__)
-#define sl_warn(...) sl_log(SL_LOG_WARN, __VA_ARGS__)
+#define sl_info(...)  sl_log(SL_LOG_INFO, __VA_ARGS__)
+#define sl_warn(...)  sl_log(SL_LOG_WARN, __VA_ARGS__)
 #define sl_error(...) sl_log(SL_LOG_ERROR, __VA_ARGS__)
 /* A bug in our own code: log and abort. Never for input from outside. */
 _Noreturn void sl_panic(const char *fmt, ...) SL_PRINTF(1, 2);
@@ -116,7 +116,7 @@ int sl_utf8_valid(const char *p, size_t n);
 char *sl_text_clean(char *dst, const char *src, size_t n, size_t max);
 
 /* RFC 3339 UTC with microseconds: "2026-11-22T20:46:23.123456Z" (27 chars + NUL). */
-#define SL_TS_LEN 32
+#define SL_TS_LEN 64
 void sl_time_format_us(int64_t unix_us, char out[SL_TS_LEN]);
 /* Seconds precision: "2026-11-22T20:46:23Z". */
 void sl_time_format_s(int64_t unix_s, char out[SL_TS_LEN]);

@@ -19,18 +19,19 @@
 /* X-Request-Id accepted from a client: 1..64 of [A-Za-z0-9._-]; otherwise generated. */
 #define SL_MAX_REQUEST_ID 64
 /* Roles per principal and attributes per principal, with their lengths. */
-#define SL_MAX_ROLES 32
+#define SL_MAX_ROLES      32
 #define SL_MAX_ATTRIBUTES 32
 #define SL_MAX_ATTR_VALUE 256
-#define SL_MAX_NAME 63
-/* Token TTL: at least a minute, at most the server's --max-token-ttl-days (<= 10 years). */
-#define SL_MIN_TOKEN_TTL_S 1
-#define SL_DEFAULT_TOKEN_TTL_S (90LL * 86400)
+#define SL_MAX_NAME       63
+/* Token TTL: at least a second (short-lived tokens for jobs and tests), at most the server's
+ * --max-token-ttl-days (<= 10 years). */
+#define SL_MIN_TOKEN_TTL_S            1
+#define SL_DEFAULT_TOKEN_TTL_S        (90LL * 86400)
 #define SL_DEFAULT_MAX_TOKEN_TTL_DAYS 365
-#define SL_HARD_MAX_TOKEN_TTL_DAYS 3650
+#define SL_HARD_MAX_TOKEN_TTL_DAYS    3650
 /* List pages. */
 #define SL_LIST_DEFAULT 100
-#define SL_LIST_MAX 1000
+#define SL_LIST_MAX     1000
 /* Concurrent connections (each gets a thread); the OS and memory bound it. */
 #define SL_DEFAULT_MAX_CONNECTIONS 512
 /* Idle seconds before a connection is closed (slow clients, slowloris). */
@@ -44,7 +45,7 @@
  * transaction stays short. */
 #define SL_AUDIT_BATCH_MAX 2048
 /* Failed-authentication rate limit per client address: a burst, then a refill rate. */
-#define SL_DEFAULT_AUTH_FAIL_BURST 20
+#define SL_DEFAULT_AUTH_FAIL_BURST   20
 #define SL_DEFAULT_AUTH_FAIL_PER_MIN 30
 /* Client addresses tracked by the rate limiter (fixed table; oldest entry evicted). */
 #define SL_RATE_TABLE 4096

@@ -21,8 +21,7 @@ sl_name_valid(const char *s)
         char c = s[i];
         if (i > SL_MAX_NAME - 1)
             return 0;
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-              c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
             return 0;
     }
     return 1;

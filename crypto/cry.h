@@ -15,17 +15,17 @@
 
 #include "sl.h"
 
-#define CRY_HASH_BYTES 32
-#define CRY_HASH_HEX (CRY_HASH_BYTES * 2)
-#define CRY_KEY_BYTES 32
+#define CRY_HASH_BYTES    32
+#define CRY_HASH_HEX      (CRY_HASH_BYTES * 2)
+#define CRY_KEY_BYTES     32
 #define CRY_SIGN_PK_BYTES 32
 #define CRY_SIGN_SK_BYTES 64
-#define CRY_SIG_BYTES 64
-#define CRY_KEY_ID_HEX 16
+#define CRY_SIG_BYTES     64
+#define CRY_KEY_ID_HEX    16
 /* Tokens: "slc_" + 16 hex id + "_" + 64 hex secret (256 bits). */
-#define CRY_TOKEN_ID_HEX 16
+#define CRY_TOKEN_ID_HEX     16
 #define CRY_TOKEN_SECRET_HEX 64
-#define CRY_TOKEN_LEN (4 + CRY_TOKEN_ID_HEX + 1 + CRY_TOKEN_SECRET_HEX)
+#define CRY_TOKEN_LEN        (4 + CRY_TOKEN_ID_HEX + 1 + CRY_TOKEN_SECRET_HEX)
 /* Wrapped key: 24-byte nonce, ciphertext, 16-byte tag (XChaCha20-Poly1305-IETF). */
 #define CRY_WRAP_OVERHEAD (24 + 16)
 
@@ -57,7 +57,8 @@ sl_code cry_unhex(const char *hex, size_t hexlen, unsigned char *out, size_t n) 
 size_t cry_b64_len(size_t n);
 void cry_b64(const unsigned char *in, size_t n, char *out);
 /* Decodes standard base64 (padding required, no spaces) into out (cap bytes). */
-sl_code cry_unb64(const char *b64, size_t len, unsigned char *out, size_t cap, size_t *outlen) SL_WUR;
+sl_code cry_unb64(const char *b64, size_t len, unsigned char *out, size_t cap,
+                  size_t *outlen) SL_WUR;
 
 /* SHA-256. */
 void cry_sha256(const void *p, size_t n, unsigned char out[CRY_HASH_BYTES]);
@@ -115,8 +116,12 @@ void cry_key_id(const unsigned char pk[CRY_SIGN_PK_BYTES], char out[CRY_KEY_ID_H
  * cry_checkpoint_new signs and returns a new object {"seq","hash","ts","key_id",
  * "signature"} (caller owns it).
  */
-json_t *cry_checkpoint_new(const cry_key *sk, const char *key_id, int64_t seq,
-                           const char *hash_hex, const char *ts);
+json_t *cry_checkpoint_new(const cry_key *sk, const char *key_id, int64_t seq, const char *hash_hex,
+                           const char *ts);
+
+/* 1 when cp is well-formed and its signature verifies under the key among pks[0..n) whose
+ * id it names. */
+int cry_checkpoint_check(const json_t *cp, const unsigned char (*pks)[CRY_SIGN_PK_BYTES], size_t n);
 
 /*
  * Streaming verifier of an audit trail: feed events in seq order, each checkpoint after
@@ -132,8 +137,8 @@ typedef struct {
     int ok;
     int64_t events;
     int64_t checkpoints;
-    int64_t first_bad_seq;  /* 0 = none */
-    char error[160];        /* what failed, empty when ok */
+    int64_t first_bad_seq;   /* 0 = none */
+    char error[160];         /* what failed, empty when ok */
     json_t *last_checkpoint; /* borrowed from the verifier; NULL when none */
 } cry_verify_result;
 
@@ -159,9 +164,8 @@ void cry_verifier_finish(cry_verifier *v, cry_verify_result *res);
  * `days` days; returns PEM texts (caller frees with free(); key_pem is wiped by
  * cry_pem_free).
  */
-sl_code cry_tls_selfsigned(const char *const *dns, size_t ndns, const char *const *ips,
-                           size_t nips, int days, char **cert_pem, char **key_pem,
-                           sl_err *err) SL_WUR;
+sl_code cry_tls_selfsigned(const char *const *dns, size_t ndns, const char *const *ips, size_t nips,
+                           int days, char **cert_pem, char **key_pem, sl_err *err) SL_WUR;
 void cry_pem_free(char *pem);
 
 #endif

@@ -9,6 +9,7 @@
 #include "cry.h"
 
 #define MAX_KEYS 64
+#define RING     4096
 
 static sl_code
 checkpoint_canon(const json_t *cp, sl_buf *out)
@@ -47,20 +48,51 @@ cry_checkpoint_new(const cry_key *sk, const char *key_id, int64_t seq, const cha
     return cp;
 }
 
+int
+cry_checkpoint_check(const json_t *cp, const unsigned char (*pks)[CRY_SIGN_PK_BYTES], size_t n)
+{
+    const char *key_id = json_string_value(json_object_get(cp, "key_id"));
+    const char *sig64 = json_string_value(json_object_get(cp, "signature"));
+    unsigned char sig[CRY_SIG_BYTES];
+    char id[CRY_KEY_ID_HEX + 1];
+    size_t i, siglen = 0;
+    sl_buf canon;
+    int good = 0;
+
+    if (key_id == NULL || sig64 == NULL ||
+        cry_unb64(sig64, strlen(sig64), sig, sizeof sig, &siglen) != SL_OK || siglen != sizeof sig)
+        return 0;
+    for (i = 0; i < n; i++) {
+        cry_key_id(pks[i], id);
+        if (strcmp(id, key_id) != 0)
+            continue;
+        sl_buf_init(&canon, 4096);
+        if (checkpoint_canon(cp, &canon) == SL_OK)
+            good = cry_sign_verify(pks[i], canon.data, canon.len, sig);
+        sl_buf_free(&canon);
+        break;
+    }
+    return good;
+}
+
 struct cry_verifier {
     unsigned char keys[MAX_KEYS][CRY_SIGN_PK_BYTES];
     char key_ids[MAX_KEYS][CRY_KEY_ID_HEX + 1];
     size_t nkeys;
     int genesis;
     int started;
-    int64_t last_seq;       /* seq of the last event fed */
+    int64_t last_seq; /* seq of the last event fed */
     unsigned char last_hash[CRY_HASH_BYTES];
-    int64_t signed_seq;     /* last seq covered by a good checkpoint */
+    int64_t signed_seq; /* last seq covered by a good checkpoint */
     int64_t events, checkpoints;
     int64_t bad_seq;
     char error[160];
     json_t *last_cp;
     sl_buf canon;
+    /* recent (seq, hash) pairs, to tell an insertion from an alteration */
+    int64_t ring_seq[RING];
+    unsigned char ring_hash[RING][CRY_HASH_BYTES];
+    size_t ring_n;
 };
 
 cry_verifier *
@@ -142,14 +174,25 @@ cry_verifier_event(cry_verifier *v, const json_t *event, const char *canon, size
         return;
     }
     if (!v->started) {
+        v->signed_seq = seq - 1; /* nothing before the first event is ours to judge */
         if (v->genesis && seq != 1)
             bad(v, 1, "trail does not start at seq 1 (events missing)");
         if (seq == 1 && memcmp(prev, zero, CRY_HASH_BYTES) != 0)
             bad(v, seq, "first event's prev_hash is not zero");
     } else if (seq != v->last_seq + 1) {
-        bad(v, v->last_seq + 1, seq > v->last_seq + 1 ? "event missing (gap in seq)" : "events out of order");
+        bad(v, v->last_seq + 1,
+            seq > v->last_seq + 1 ? "event missing (gap in seq)" : "events out of order");
     } else if (memcmp(prev, v->last_hash, CRY_HASH_BYTES) != 0) {
-        bad(v, seq, "prev_hash does not match the previous event's hash");
+        /* chaining to an earlier event: the ones in between were inserted */
+        size_t k, cnt = v->ring_n < RING ? v->ring_n : RING;
+        int64_t from = 0;
+        for (k = 0; k < cnt; k++)
+            if (memcmp(v->ring_hash[k], prev, CRY_HASH_BYTES) == 0 && v->ring_seq[k] < seq - 1)
+                from = v->ring_seq[k];
+        if (from > 0)
+            bad(v, from + 1, "events inserted into the chain (not covered by its signatures)");
+        else
+            bad(v, seq, "prev_hash does not match the previous event's hash");
     }
     if (canon == NULL) {
         json_t *body = json_deep_copy(event);
@@ -169,19 +212,20 @@ cry_verifier_event(cry_verifier *v, const json_t *event, const char *canon, size
     v->started = 1;
     v->last_seq = seq;
     memcpy(v->last_hash, stored, CRY_HASH_BYTES);
+    v->ring_seq[v->ring_n % RING] = seq;
+    memcpy(v->ring_hash[v->ring_n % RING], stored, CRY_HASH_BYTES);
+    v->ring_n++;
 }
 
 void
 cry_verifier_checkpoint(cry_verifier *v, const json_t *cp)
 {
-    unsigned char h[CRY_HASH_BYTES], sig[CRY_SIG_BYTES];
+    unsigned char h[CRY_HASH_BYTES];
     const char *key_id = json_string_value(json_object_get(cp, "key_id"));
     const char *sig64 = json_string_value(json_object_get(cp, "signature"));
     json_t *seqj = json_object_get(cp, "seq");
     int64_t seq = json_is_integer(seqj) ? json_integer_value(seqj) : 0;
-    size_t i, siglen = 0;
-    sl_buf canon;
-    int good = 0;
+    size_t i;
 
     v->checkpoints++;
     if (seq < 1 || key_id == NULL || sig64 == NULL || !get_hash(cp, "hash", h) ||
@@ -196,12 +240,7 @@ cry_verifier_checkpoint(cry_verifier *v, const json_t *cp)
         bad(v, v->signed_seq + 1, "checkpoint signed by an unknown key");
         return;
     }
-    sl_buf_init(&canon, 4096);
-    if (cry_unb64(sig64, strlen(sig64), sig, sizeof sig, &siglen) == SL_OK &&
-        siglen == sizeof sig && checkpoint_canon(cp, &canon) == SL_OK)
-        good = cry_sign_verify(v->keys[i], canon.data, canon.len, sig);
-    sl_buf_free(&canon);
-    if (!good) {
+    if (!cry_checkpoint_check(cp, (const unsigned char(*)[CRY_SIGN_PK_BYTES])v->keys, v->nkeys)) {
         bad(v, v->signed_seq + 1, "bad checkpoint signature");
         return;
     }

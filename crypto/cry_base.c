@@ -96,8 +96,8 @@ cry_unb64(const char *b64, size_t len, unsigned char *out, size_t cap, size_t *o
 {
     const char *end = NULL;
 
-    if (sodium_base642bin(out, cap, b64, len, NULL, outlen, &end,
-                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+    if (sodium_base642bin(out, cap, b64, len, NULL, outlen, &end, sodium_base64_VARIANT_ORIGINAL) !=
+            0 ||
         end != b64 + len)
         return SL_EINVALID;
     return SL_OK;
@@ -184,14 +184,13 @@ cry_wrap(const cry_key *kek, const char *aad, const unsigned char *plain, size_t
     if (kek->n != crypto_aead_xchacha20poly1305_ietf_KEYBYTES)
         sl_panic("cry_wrap: key of %zu bytes", kek->n);
     randombytes_buf(nonce, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(
-        out + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, &clen, plain, n,
-        (const unsigned char *)aad, strlen(aad), NULL, nonce, kek->p);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+                                               &clen, plain, n, (const unsigned char *)aad,
+                                               strlen(aad), NULL, nonce, kek->p);
 }
 
 sl_code
-cry_unwrap(const cry_key *kek, const char *aad, const unsigned char *in, size_t n,
-           cry_key **out)
+cry_unwrap(const cry_key *kek, const char *aad, const unsigned char *in, size_t n, cry_key **out)
 {
     const size_t nb = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
     unsigned long long plen = 0;
@@ -202,8 +201,8 @@ cry_unwrap(const cry_key *kek, const char *aad, const unsigned char *in, size_t 
         return SL_EINVALID;
     k = cry_key_new(n - CRY_WRAP_OVERHEAD);
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(k->p, &plen, NULL, in + nb, n - nb,
-                                                   (const unsigned char *)aad, strlen(aad),
-                                                   in, kek->p) != 0) {
+                                                   (const unsigned char *)aad, strlen(aad), in,
+                                                   kek->p) != 0) {
         cry_key_free(k);
         return SL_EINVALID;
     }

@@ -8,26 +8,27 @@
 #ifndef GW_H
 #define GW_H
 
+#include <sys/types.h>
+
 #include <jansson.h>
 #include <limits.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 #include "cry.h"
 #include "db.h"
 #include "sl.h"
 
 #define GW_DEFAULT_LISTEN "127.0.0.1:8443"
-#define GW_DEFAULT_USER "sluice"
-#define GW_PG_SUPERUSER "sluice_admin"
-#define GW_PG_DBNAME "sluice"
-#define GW_MAX_KEYS 16
+#define GW_DEFAULT_USER   "sluice"
+#define GW_PG_SUPERUSER   "sluice_admin"
+#define GW_PG_DBNAME      "sluice"
+#define GW_MAX_KEYS       16
 
 /* ---- configuration and the data directory (gw_datadir.c) ---- */
 typedef struct {
-    char data_dir[PATH_MAX];
+    char data_dir[PATH_MAX - 256]; /* room for the files under it */
     char listen[128];
     char conninfo[1024]; /* the database (embedded or --db) */
     int embedded_pg;
@@ -51,9 +52,9 @@ typedef struct {
 } gw_pubkey;
 
 typedef struct {
-    cry_key *master;   /* 32 bytes */
-    cry_key *token;    /* token HMAC key, unwrapped from the database */
-    cry_key *signing;  /* Ed25519 secret key of the active signing key */
+    cry_key *master;  /* 32 bytes */
+    cry_key *token;   /* token HMAC key, unwrapped from the database */
+    cry_key *signing; /* Ed25519 secret key of the active signing key */
     char signing_id[CRY_KEY_ID_HEX + 1];
     gw_pubkey pub[GW_MAX_KEYS];
     int npub;

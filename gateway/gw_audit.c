@@ -19,7 +19,8 @@ enum { QUEUED, WRITING, COMMITTED };
 typedef struct item {
     json_t *ev;
     int state;
-    int waited; /* a request thread waits on it and frees it */
+    int waited; /* a request thread waits on it (on cond) and frees it */
+    pthread_cond_t cond;
     int64_t seq;
     struct item *next;
 } item;
@@ -27,12 +28,14 @@ typedef struct item {
 struct gw_audit {
     pthread_t thread;
     pthread_mutex_t lock;
-    pthread_cond_t work;  /* writer waits for events */
-    pthread_cond_t done;  /* waiters wait for batches */
+    pthread_cond_t work; /* writer waits for events */
+    pthread_cond_t done; /* waiters wait for batches */
     item *head, *tail;
     long depth;
-    long overflow; /* events that found the queue full; written as one event later */
-    int inflight;  /* a batch is being written */
+    long overflow;    /* events that found the queue full; written as one event later */
+    int inflight;     /* a batch is being written */
+    int64_t last_seq; /* the last head this writer signed (0: read it from the database) */
+    unsigned char last_hash[CRY_HASH_BYTES];
     int stopping;
     int healthy;
     char *conninfo;
@@ -41,7 +44,7 @@ struct gw_audit {
 };
 
 const double gw_lat_bounds[GW_LAT_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                               0.1,    0.25,  0.5,    1,     2.5,   5,     10};
+                                              0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
 void
 gw_metrics_observe(atomic_long *buckets, atomic_long *sum_us, int64_t us)
@@ -85,10 +88,22 @@ unlink_item(gw_audit *a, item *it)
     return 0;
 }
 
+static item *
+item_new(json_t *ev, int waited)
+{
+    item *it = sl_xcalloc(1, sizeof *it);
+
+    it->ev = ev;
+    it->waited = waited;
+    pthread_cond_init(&it->cond, NULL);
+    return it;
+}
+
 static void
 item_free(item *it)
 {
     json_decref(it->ev);
+    pthread_cond_destroy(&it->cond);
     free(it);
 }
 
@@ -107,7 +122,8 @@ ensure_conn(gw_audit *a)
     }
     /* bound every statement so a stuck database turns into an error, not a hang */
     if (db_exec(a->conn, "SET statement_timeout = '5s'", &err) != SL_OK ||
-        db_exec(a->conn, "SET idle_in_transaction_session_timeout = '10s'", &err) != SL_OK) {
+        db_exec(a->conn, "SET idle_in_transaction_session_timeout = '10s'", &err) != SL_OK ||
+        db_audit_prepare(a->conn, &err) != SL_OK) {
         PQfinish(a->conn);
         a->conn = NULL;
         return 0;
@@ -130,40 +146,95 @@ probe(gw_audit *a)
     return 1;
 }
 
-/* Writes one batch in one transaction. On failure nothing of it is committed. */
+/*
+ * In an honest trail the newest event is always covered by a checkpoint, since each
+ * batch commits with its own. When it is not (rows inserted after the last signed head,
+ * or the signed tail deleted), the trail was changed by someone with the database: the
+ * new events then chain from the last head we signed and take seqs after both, so the
+ * change stays visible to verification instead of being signed over.
+ */
 static sl_code
-write_batch(gw_audit *a, item **batch, size_t n, sl_err *err)
+signed_head(gw_audit *a, const db_checkpoint *cp, int found, int64_t *seq,
+            unsigned char prev[CRY_HASH_BYTES], sl_err *err)
+{
+    char head_hex[CRY_HASH_HEX + 1];
+    int i, good = 0;
+
+    cry_hex(prev, CRY_HASH_BYTES, head_hex);
+    if (!found && *seq == 0)
+        return SL_OK; /* a new trail */
+    if (found && cp->seq == *seq && strcmp(cp->hash, head_hex) == 0 && cp->seq == a->last_seq)
+        return SL_OK; /* what we wrote last: no need to check the signature again */
+    if (found) {
+        unsigned char pks[GW_MAX_KEYS][CRY_SIGN_PK_BYTES];
+        json_t *j =
+            json_pack("{s:I, s:s, s:s, s:s, s:s}", "seq", (json_int_t)cp->seq, "hash", cp->hash,
+                      "ts", cp->ts, "key_id", cp->key_id, "signature", cp->signature);
+        for (i = 0; i < a->keys->npub; i++)
+            memcpy(pks[i], a->keys->pub[i].pk, CRY_SIGN_PK_BYTES);
+        good = cry_checkpoint_check(j, (const unsigned char(*)[CRY_SIGN_PK_BYTES])pks,
+                                    (size_t)a->keys->npub);
+        json_decref(j);
+    }
+    if (found && good && cp->seq == *seq && strcmp(cp->hash, head_hex) == 0) {
+        if (cp->seq < a->last_seq)
+            sl_error("audit trail: its signed head went back from seq %lld to %lld: events "
+                     "and checkpoints were deleted in the database; compare with an exported "
+                     "checkpoint",
+                     (long long)a->last_seq, (long long)cp->seq);
+        a->last_seq = cp->seq;
+        return SL_OK;
+    }
+    sl_error("audit trail: the newest event (seq %lld) is not the last signed head (seq %lld): "
+             "the trail was changed in the database; new events chain from the signed head "
+             "and GET /v1/audit/verify will show where",
+             (long long)*seq, (long long)(found ? cp->seq : 0));
+    if (found && good) {
+        if (cry_unhex(cp->hash, strlen(cp->hash), prev, CRY_HASH_BYTES) != SL_OK)
+            return sl_err_set(err, SL_EINTERNAL, "bad checkpoint hash");
+        if (cp->seq > *seq)
+            *seq = cp->seq;
+    }
+    return SL_OK;
+}
+
+/* Takes the fields the writer added off an event that goes back to the queue. */
+static void
+unstamp(json_t *ev)
+{
+    json_object_del(ev, "seq");
+    json_object_del(ev, "ts");
+    json_object_del(ev, "prev_hash");
+}
+
+/*
+ * Gives each event of the batch its seq, time and prev_hash after (seq, prev), hashes its
+ * canonical text into rows[], and signs the batch's checkpoint into cp. canon[] holds the
+ * texts rows[] point into.
+ */
+static void
+stamp(gw_audit *a, item **batch, size_t n, int64_t seq, const unsigned char head[CRY_HASH_BYTES],
+      db_audit_row *rows, sl_buf *canon, db_checkpoint *cp, unsigned char last[CRY_HASH_BYTES])
 {
     unsigned char prev[CRY_HASH_BYTES], hash[CRY_HASH_BYTES];
-    char prev_hex[CRY_HASH_HEX + 1], hash_hex[CRY_HASH_HEX + 1], ts[SL_TS_LEN];
-    db_audit_row *rows = sl_xcalloc(n, sizeof *rows);
-    json_t **full = sl_xcalloc(n, sizeof *full);
-    sl_buf *canon = sl_xcalloc(n, sizeof *canon);
-    json_t *cp = NULL;
-    int64_t seq = 0;
+    char prev_hex[CRY_HASH_HEX + 1], ts[SL_TS_LEN];
+    json_t *signed_cp;
     size_t i;
-    sl_code rc;
 
-    if ((rc = db_exec(a->conn, "BEGIN", err)) != SL_OK)
-        goto out;
-    if ((rc = db_exec(a->conn, "SELECT pg_advisory_xact_lock(1936482677)", err)) != SL_OK)
-        goto out;
-    if ((rc = db_audit_head(a->conn, &seq, prev, err)) != SL_OK)
-        goto out;
+    memcpy(prev, head, CRY_HASH_BYTES);
     sl_time_format_us(sl_now_us(), ts);
     for (i = 0; i < n; i++) {
-        json_t *e = json_copy(batch[i]->ev);
+        json_t *e = batch[i]->ev;
         cry_hex(prev, CRY_HASH_BYTES, prev_hex);
         json_object_set_new(e, "seq", json_integer(++seq));
         json_object_set_new(e, "ts", json_string(ts));
         json_object_set_new(e, "prev_hash", json_string(prev_hex));
+        sl_buf_free(&canon[i]);
         sl_buf_init(&canon[i], (size_t)1 << 20);
         if (cry_jcs(e, &canon[i]) != SL_OK)
             sl_panic("audit event not canonicalisable (a bug in the event builder)");
         cry_chain_hash(prev, canon[i].data, canon[i].len, hash);
-        full[i] = e;
         rows[i].seq = seq;
-        rows[i].ts = ts;
         rows[i].principal = json_string_value(json_object_get(e, "principal"));
         rows[i].action = json_string_value(json_object_get(e, "action"));
         rows[i].resource = json_string_value(json_object_get(e, "resource"));
@@ -175,24 +246,70 @@ write_batch(gw_audit *a, item **batch, size_t n, sl_err *err)
         memcpy(prev, hash, CRY_HASH_BYTES);
         batch[i]->seq = seq;
     }
-    if ((rc = db_audit_copy(a->conn, rows, n, err)) != SL_OK)
-        goto out;
-    cry_hex(prev, CRY_HASH_BYTES, hash_hex);
-    cp = cry_checkpoint_new(a->keys->signing, a->keys->signing_id, seq, hash_hex, ts);
-    rc = db_checkpoint_insert(a->conn, seq, hash_hex, ts, a->keys->signing_id,
-                              json_string_value(json_object_get(cp, "signature")), err);
-    if (rc == SL_OK)
-        rc = db_exec(a->conn, "COMMIT", err);
-out:
-    if (rc != SL_OK && a->conn != NULL && PQtransactionStatus(a->conn) != PQTRANS_IDLE)
-        (void)db_exec(a->conn, "ROLLBACK", NULL);
-    json_decref(cp);
-    for (i = 0; i < n; i++) {
-        json_decref(full[i]);
-        sl_buf_free(&canon[i]);
+    memset(cp, 0, sizeof *cp);
+    cp->seq = seq;
+    cry_hex(prev, CRY_HASH_BYTES, cp->hash);
+    snprintf(cp->ts, sizeof cp->ts, "%s", ts);
+    for (i = 0; i < n; i++)
+        rows[i].ts = cp->ts;
+    snprintf(cp->key_id, sizeof cp->key_id, "%s", a->keys->signing_id);
+    signed_cp = cry_checkpoint_new(a->keys->signing, a->keys->signing_id, seq, cp->hash, ts);
+    snprintf(cp->signature, sizeof cp->signature, "%s",
+             json_string_value(json_object_get(signed_cp, "signature")));
+    json_decref(signed_cp);
+    memcpy(last, prev, CRY_HASH_BYTES);
+}
+
+/*
+ * Writes one batch in one transaction. Usually one round trip: the batch chains from the
+ * head this writer committed last, and the append commits only if that is still the
+ * database's head. Otherwise (first batch, another gateway wrote, or the trail was
+ * changed) two: read the head under the lock, then append. On failure nothing of the
+ * batch is committed.
+ */
+static sl_code
+write_batch(gw_audit *a, item **batch, size_t n, sl_err *err)
+{
+    unsigned char head[CRY_HASH_BYTES], last[CRY_HASH_BYTES];
+    db_audit_row *rows = sl_xcalloc(n, sizeof *rows);
+    sl_buf *canon = sl_xcalloc(n, sizeof *canon);
+    db_checkpoint cp, prev_cp;
+    int64_t seq = 0;
+    int found = 0, stale = 1;
+    size_t i;
+    sl_code rc = SL_OK;
+
+    if (a->last_seq > 0) {
+        stamp(a, batch, n, a->last_seq, a->last_hash, rows, canon, &cp, last);
+        rc = db_audit_append(a->conn, rows, n, &cp, a->last_seq, a->last_hash, &stale, err);
+        if (rc != SL_OK)
+            goto out;
     }
+    if (stale) {
+        if ((rc = db_audit_begin(a->conn, &seq, head, &prev_cp, &found, err)) != SL_OK)
+            goto out;
+        if ((rc = signed_head(a, &prev_cp, found, &seq, head, err)) != SL_OK) {
+            db_rollback(a->conn);
+            goto out;
+        }
+        stamp(a, batch, n, seq, head, rows, canon, &cp, last);
+        rc = db_audit_append(a->conn, rows, n, &cp, 0, NULL, &stale, err);
+        if (rc == SL_OK && stale)
+            rc = sl_err_set(err, SL_EINTERNAL, "audit batch not appended");
+    }
+    if (rc == SL_OK) {
+        a->last_seq = cp.seq;
+        memcpy(a->last_hash, last, CRY_HASH_BYTES);
+    }
+out:
+    if (rc != SL_OK) {
+        a->last_seq = 0; /* re-read the head next time */
+        for (i = 0; i < n; i++)
+            unstamp(batch[i]->ev);
+    }
+    for (i = 0; i < n; i++)
+        sl_buf_free(&canon[i]);
     free(canon);
-    free(full);
     free(rows);
     return rc;
 }
@@ -200,12 +317,11 @@ out:
 static json_t *
 overflow_event(long n)
 {
-    return json_pack("{s:s, s:n, s:s, s:s, s:s, s:s, s:n, s:i, s:n, s:s, s:{s:I}}", "request_id",
-                     "audit-overflow", "principal", "action", "audit.overflow", "resource",
-                     "audit", "decision", "error", "reason",
-                     "events lost: the audit queue was full while the trail was unavailable",
-                     "purpose", "status", 503, "bytes", "client", "", "detail",
-                     "lost_events", (json_int_t)n);
+    return json_pack(
+        "{s:s, s:n, s:s, s:s, s:s, s:s, s:n, s:i, s:n, s:s, s:{s:I}}", "request_id",
+        "audit-overflow", "principal", "action", "audit.overflow", "resource", "audit", "decision",
+        "error", "reason", "events lost: the audit queue was full while the trail was unavailable",
+        "purpose", "status", 503, "bytes", "client", "", "detail", "lost_events", (json_int_t)n);
 }
 
 static void *
@@ -239,8 +355,7 @@ writer_main(void *arg)
             break;
         }
         if (a->overflow > 0 && a->depth < SL_AUDIT_QUEUE_MAX) {
-            item *it = sl_xcalloc(1, sizeof *it);
-            it->ev = overflow_event(a->overflow);
+            item *it = item_new(overflow_event(a->overflow), 0);
             a->overflow = 0;
             push_back(a, it);
         }
@@ -267,6 +382,8 @@ writer_main(void *arg)
                 batch[i]->state = COMMITTED;
                 if (!batch[i]->waited)
                     item_free(batch[i]);
+                else
+                    pthread_cond_signal(&batch[i]->cond); /* wake only its own request */
             }
             a->healthy = 1;
             backoff_ms = 50;
@@ -274,6 +391,8 @@ writer_main(void *arg)
             /* put the batch back in front, in order: nothing is dropped */
             for (i = n; i-- > 0;) {
                 batch[i]->state = QUEUED;
+                if (batch[i]->waited)
+                    pthread_cond_signal(&batch[i]->cond);
                 batch[i]->next = a->head;
                 a->head = batch[i];
                 if (a->tail == NULL)
@@ -342,12 +461,10 @@ rewrite_unavailable(json_t *ev)
 sl_code
 gw_audit_commit(gw_audit *a, json_t *event, int bound_ms, int64_t *seq)
 {
-    item *it = sl_xcalloc(1, sizeof *it);
+    item *it = item_new(event, 1);
     struct timespec until;
     sl_code rc = SL_OK;
 
-    it->ev = event;
-    it->waited = 1;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += bound_ms / 1000;
     until.tv_nsec += (long)(bound_ms % 1000) * 1000000L;
@@ -369,7 +486,7 @@ gw_audit_commit(gw_audit *a, json_t *event, int bound_ms, int64_t *seq)
         int late;
         if (it->state == COMMITTED)
             break;
-        late = pthread_cond_timedwait(&a->done, &a->lock, &until) != 0;
+        late = pthread_cond_timedwait(&it->cond, &a->lock, &until) != 0;
         if (late && it->state == QUEUED) {
             /* Past the bound and not being written: answer 503 and leave a record of it. */
             unlink_item(a, it);
@@ -382,7 +499,7 @@ gw_audit_commit(gw_audit *a, json_t *event, int bound_ms, int64_t *seq)
         /* Being written past the bound: its batch ends soon (statement_timeout bounds it);
          * wait for that outcome rather than spin. */
         while (late && it->state == WRITING)
-            pthread_cond_wait(&a->done, &a->lock);
+            pthread_cond_wait(&it->cond, &a->lock);
     }
     if (rc == SL_OK && seq != NULL)
         *seq = it->seq;
@@ -395,9 +512,8 @@ gw_audit_commit(gw_audit *a, json_t *event, int bound_ms, int64_t *seq)
 void
 gw_audit_post(gw_audit *a, json_t *event)
 {
-    item *it = sl_xcalloc(1, sizeof *it);
+    item *it = item_new(event, 0);
 
-    it->ev = event;
     pthread_mutex_lock(&a->lock);
     if (a->depth >= SL_AUDIT_QUEUE_MAX) {
         a->overflow++;

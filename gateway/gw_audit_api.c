@@ -76,10 +76,9 @@ csv_field(sl_buf *out, const char *s, int last)
     return rc;
 }
 
-static const char *const csv_cols[] = {"seq",     "ts",     "request_id", "principal", "action",
-                                       "resource", "decision", "reason",   "purpose",   "status",
-                                       "bytes",   "client", "detail",     "prev_hash", "hash",
-                                       NULL};
+static const char *const csv_cols[] = {
+    "seq",     "ts",     "request_id", "principal", "action", "resource",  "decision", "reason",
+    "purpose", "status", "bytes",      "client",    "detail", "prev_hash", "hash",     NULL};
 
 static sl_code
 csv_line(const db_audit_item *it, sl_buf *out)
@@ -249,10 +248,11 @@ columns_disagree(const db_audit_item *it, const json_t *ev)
         json_integer_value(json_object_get(ev, "seq")) != it->seq)
         return "seq column disagrees with the hashed event (rows moved)";
     if ((it->principal == NULL) != (p == NULL || json_is_null(p)) ||
-        (it->principal != NULL && (!json_is_string(p) || strcmp(it->principal, json_string_value(p)) != 0)))
+        (it->principal != NULL &&
+         (!json_is_string(p) || strcmp(it->principal, json_string_value(p)) != 0)))
         return "principal column altered";
-#define SAME(col, field)                                                                           \
-    (json_string_value(json_object_get(ev, field)) != NULL && it->col != NULL &&                  \
+#define SAME(col, field)                                                         \
+    (json_string_value(json_object_get(ev, field)) != NULL && it->col != NULL && \
      strcmp(it->col, json_string_value(json_object_get(ev, field))) == 0)
     if (!SAME(action, "action") || !SAME(resource, "resource") || !SAME(decision, "decision") ||
         !SAME(ts, "ts"))

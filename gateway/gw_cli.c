@@ -4,8 +4,10 @@
  * from SLUICE_ADDR, SLUICE_TOKEN and SLUICE_CACERT like other tools of the kind.
  */
 #include <sys/stat.h>
+
 #include <curl/curl.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,11 +59,17 @@ on_header(char *p, size_t size, size_t n, void *cls)
     return len;
 }
 
+static void fail(const cli *c, const char *fmt, ...) SL_PRINTF(2, 3);
+
 static void
-fail(const cli *c, const char *fmt, const char *arg)
+fail(const cli *c, const char *fmt, ...)
 {
+    va_list ap;
+
     fprintf(stderr, "sluice %s: ", c->cmd);
-    fprintf(stderr, fmt, arg);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fputc('\n', stderr);
 }
 
@@ -287,9 +295,7 @@ parse_popts(cli *c, int argc, char **argv, popts *o)
             i++;
         } else if (strcmp(a, "--limit") == 0 && v) {
             if (sl_parse_i64(v, 1, SL_LIST_MAX, &o->limit) != SL_OK)
-                return fprintf(stderr, "sluice %s: --limit takes 1..%d\n", c->cmd,
-                               SL_LIST_MAX),
-                       2;
+                return fprintf(stderr, "sluice %s: --limit takes 1..%d\n", c->cmd, SL_LIST_MAX), 2;
             i++;
         } else if (strcmp(a, "--after") == 0 && v) {
             o->after = v;
@@ -400,7 +406,8 @@ cmd_principal(cli *c, int argc, char **argv)
             size_t i;
             json_t *t;
             print_principal(a);
-            printf("created:    %s\ntokens:\n", json_string_value(json_object_get(a, "created_at")));
+            printf("created:    %s\ntokens:\n",
+                   json_string_value(json_object_get(a, "created_at")));
             json_array_foreach(json_object_get(a, "tokens"), i, t)
                 printf("  %s  expires %s%s\n", json_string_value(json_object_get(t, "token_id")),
                        json_string_value(json_object_get(t, "expires_at")),
@@ -539,12 +546,11 @@ gw_cli_audit_verify_file(const char *file, const char *key, int json_out, int pa
     }
     cry_verifier_finish(v, &res);
     if (json_out) {
-        json_t *o = json_pack("{s:b, s:I, s:I, s:o, s:O?, s:s?}", "ok", res.ok, "events",
-                              (json_int_t)res.events, "checkpoints", (json_int_t)res.checkpoints,
-                              "first_bad_seq",
-                              res.first_bad_seq ? json_integer(res.first_bad_seq) : json_null(),
-                              "last_checkpoint", res.last_checkpoint, "error",
-                              res.ok ? NULL : res.error);
+        json_t *o = json_pack(
+            "{s:b, s:I, s:I, s:o, s:O?, s:s?}", "ok", res.ok, "events", (json_int_t)res.events,
+            "checkpoints", (json_int_t)res.checkpoints, "first_bad_seq",
+            res.first_bad_seq ? json_integer(res.first_bad_seq) : json_null(), "last_checkpoint",
+            res.last_checkpoint, "error", res.ok ? NULL : res.error);
         char *t = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
         printf("%s\n", t);
         free(t);
@@ -570,8 +576,8 @@ static int
 cmd_audit(cli *c, int argc, char **argv)
 {
     const char *sub = argc > 0 ? argv[0] : "";
-    static const char *const filters[] = {"since", "until", "principal", "dataset",
-                                          "action", "decision", "format", "limit", NULL};
+    static const char *const filters[] = {"since",    "until",  "principal", "dataset", "action",
+                                          "decision", "format", "limit",     NULL};
     char path[4096], val[1024];
     const char *file = NULL, *key = NULL, *out = NULL;
     int i, k, partial = 0;

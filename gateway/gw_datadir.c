@@ -13,6 +13,7 @@
  */
 #include <sys/stat.h>
 #include <sys/types.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -54,8 +55,7 @@ gw_user_lookup(const char *name, uid_t *uid, gid_t *gid, sl_err *err)
                           "(scripts/deps.sh creates it; or pass --user NAME)",
                           name);
     if (pw.pw_uid == 0)
-        return sl_err_set(err, SL_EIO, "user \"%s\" is root; an unprivileged user is needed",
-                          name);
+        return sl_err_set(err, SL_EIO, "user \"%s\" is root; an unprivileged user is needed", name);
     *uid = pw.pw_uid;
     *gid = pw.pw_gid;
     return SL_OK;
@@ -137,10 +137,9 @@ save_config(const gw_config *cfg, sl_err *err)
 
     j = json_pack("{s:s, s:s?, s:s, s:b, s:i, s:s, s:s?, s:s?}", "listen", cfg->listen, "db",
                   cfg->embedded_pg ? NULL : cfg->conninfo, "run_as", cfg->run_as, "embedded_pg",
-                  cfg->embedded_pg, "master_key_version", cfg->master_key_version,
-                  "signing_key_id", cfg->signing_key_id, "tls_cert",
-                  cfg->tls_cert[0] ? cfg->tls_cert : NULL, "tls_key",
-                  cfg->tls_key[0] ? cfg->tls_key : NULL);
+                  cfg->embedded_pg, "master_key_version", cfg->master_key_version, "signing_key_id",
+                  cfg->signing_key_id, "tls_cert", cfg->tls_cert[0] ? cfg->tls_cert : NULL,
+                  "tls_key", cfg->tls_key[0] ? cfg->tls_key : NULL);
     text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(j);
     snprintf(path, sizeof path, "%s/config.json", cfg->data_dir);
@@ -209,11 +208,9 @@ load_master(const gw_config *cfg, cry_key **out, sl_err *err)
     if (env != NULL && *env != '\0') {
         cry_key *k = cry_key_new(SL_MASTER_KEY_BYTES + 8);
         size_t got = 0;
-        if (cry_unb64(env, strlen(env), k->p, k->n, &got) != SL_OK ||
-            got != SL_MASTER_KEY_BYTES) {
+        if (cry_unb64(env, strlen(env), k->p, k->n, &got) != SL_OK || got != SL_MASTER_KEY_BYTES) {
             cry_key_free(k);
-            return sl_err_set(err, SL_EINVALID,
-                              "SLUICE_MASTER_KEY must be the base64 of 32 bytes");
+            return sl_err_set(err, SL_EINVALID, "SLUICE_MASTER_KEY must be the base64 of 32 bytes");
         }
         k->n = SL_MASTER_KEY_BYTES;
         *out = k;
@@ -255,7 +252,8 @@ load_pubkeys(const gw_config *cfg, gw_keys *keys, sl_err *err)
             continue;
         while (got > 0 && (text[got - 1] == '\n' || text[got - 1] == ' '))
             text[--got] = '\0';
-        if (cry_unb64(text, got, pk->pk, sizeof pk->pk, &got) == SL_OK && got == CRY_SIGN_PK_BYTES) {
+        if (cry_unb64(text, got, pk->pk, sizeof pk->pk, &got) == SL_OK &&
+            got == CRY_SIGN_PK_BYTES) {
             cry_key_id(pk->pk, pk->id);
             pk->active = strcmp(pk->id, cfg->signing_key_id) == 0;
             keys->npub++;
@@ -470,8 +468,10 @@ gw_init(gw_config *cfg, int tls_given, sl_err *err)
         if (d != NULL)
             closedir(d);
         if (!empty)
-            return sl_err_set(err, SL_ECONFLICT, "%s exists and is not empty; refusing to "
-                              "initialise over it", cfg->data_dir);
+            return sl_err_set(err, SL_ECONFLICT,
+                              "%s exists and is not empty; refusing to "
+                              "initialise over it",
+                              cfg->data_dir);
     }
     if (geteuid() == 0) {
         uid_t uid;

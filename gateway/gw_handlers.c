@@ -45,8 +45,8 @@ gw_principal_json(const db_principal *p)
 
     sl_time_format_s(p->created_us / 1000000, ts);
     return json_pack("{s:s, s:s, s:O, s:O, s:b, s:s}", "name", p->name, "kind", p->kind, "roles",
-                     p->roles, "attributes", p->attributes, "disabled", p->disabled,
-                     "created_at", ts);
+                     p->roles, "attributes", p->attributes, "disabled", p->disabled, "created_at",
+                     ts);
 }
 
 void
@@ -191,9 +191,9 @@ gw_h_principal_list(gw_req *r)
     items = json_array();
     for (i = 0; i < n; i++)
         json_array_append_new(items, gw_principal_json(&list[i]));
-    gw_reply_json(r, 200,
-                  json_pack("{s:o, s:s?}", "items", items, "next",
-                            more && n > 0 ? list[n - 1].name : NULL));
+    gw_reply_json(
+        r, 200,
+        json_pack("{s:o, s:s?}", "items", items, "next", more && n > 0 ? list[n - 1].name : NULL));
     db_principal_list_free(list, n);
 }
 

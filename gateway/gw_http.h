@@ -8,7 +8,7 @@
 #include "gw.h"
 
 #define GW_MAX_PARAMS 4
-#define GW_NSTATUS 20
+#define GW_NSTATUS    20
 
 struct gw_route;
 typedef void (*gw_handler)(gw_req *r);
@@ -19,9 +19,9 @@ typedef struct gw_route {
     const char *pattern; /* "/v1/principals/{name}" */
     const char *action;  /* audit action */
     gw_handler fn;
-    int auth;           /* 1: a bearer token is required */
-    int audited;        /* 0 only for /healthz, /readyz, /metrics */
-    int body;           /* 1: a JSON body is accepted */
+    int auth;             /* 1: a bearer token is required */
+    int audited;          /* 0 only for /healthz, /readyz, /metrics */
+    int body;             /* 1: a JSON body is accepted */
     const char *roles[3]; /* any of these roles; {NULL} = any principal */
 } gw_route;
 
@@ -32,7 +32,7 @@ struct gw_server {
     gw_audit *audit;
     gw_ratelimit *rl;
     struct MHD_Daemon *daemon;
-    atomic_int active;   /* requests between the request line and completion */
+    atomic_int active; /* requests between the request line and completion */
     atomic_int stopping;
     /* metrics: requests by route and status, latency histogram */
     atomic_long req_count[64][GW_NSTATUS];

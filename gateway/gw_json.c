@@ -166,18 +166,17 @@ check_ttl(const json_t *v, int64_t max_ttl_s, int64_t *ttl, sl_err *err)
     if (!json_is_integer(v) || json_integer_value(v) < SL_MIN_TOKEN_TTL_S ||
         json_integer_value(v) > max_ttl_s)
         return sl_err_set(err, SL_EINVALID,
-                          "field \"ttl_seconds\" must be an integer from %d to %lld", SL_MIN_TOKEN_TTL_S,
-                          (long long)max_ttl_s);
+                          "field \"ttl_seconds\" must be an integer from %d to %lld",
+                          SL_MIN_TOKEN_TTL_S, (long long)max_ttl_s);
     *ttl = json_integer_value(v);
     return SL_OK;
 }
 
 sl_code
-gw_json_principal_create(const json_t *obj, int64_t max_ttl_s, gw_principal_body *out,
-                         sl_err *err)
+gw_json_principal_create(const json_t *obj, int64_t max_ttl_s, gw_principal_body *out, sl_err *err)
 {
-    static const char *const allowed[] = {"name", "kind", "roles", "attributes", "ttl_seconds",
-                                          NULL};
+    static const char *const allowed[] = {"name",       "kind",        "roles",
+                                          "attributes", "ttl_seconds", NULL};
     const json_t *name = json_object_get(obj, "name"), *kind = json_object_get(obj, "kind");
     sl_code rc;
 

@@ -12,60 +12,57 @@ static const struct {
     const char *topic;
     const char *text;
 } help[] = {
-    {"",
-     "usage: sluice COMMAND [ARGS]\n"
-     "\n"
-     "Gateway:\n"
-     "  init      create a data directory: keys, TLS certificate, embedded PostgreSQL,\n"
-     "            schema, and the first admin token\n"
-     "  serve     run the HTTPS gateway until SIGTERM or SIGINT\n"
-     "\n"
-     "Client (reads SLUICE_ADDR, SLUICE_TOKEN, SLUICE_CACERT):\n"
-     "  whoami                         who the token belongs to\n"
-     "  principal create|list|show|update|token|revoke\n"
-     "  audit export|verify            the audit trail; verify also works offline\n"
-     "  keys public                    the signing keys of checkpoints and receipts\n"
-     "\n"
-     "  version                        print the version\n"
-     "\n"
-     "`sluice COMMAND --help` describes a command. Client read commands take\n"
-     "--output json for the server's JSON as it is.\n"},
-    {"init",
-     "usage: sluice init --data-dir DIR [--listen HOST:PORT] [--db CONNINFO]\n"
-     "                   [--tls-cert FILE --tls-key FILE] [--user NAME]\n"
-     "\n"
-     "Creates DIR (which must not exist or be empty): a 32-byte master key\n"
-     "(DIR/keys/master.1.key, mode 0600; or SLUICE_MASTER_KEY, base64, when set), an\n"
-     "Ed25519 signing key, a self-signed ECDSA P-256 certificate for 127.0.0.1, ::1\n"
-     "and localhost (DIR/tls/cert.pem) unless --tls-cert/--tls-key are given, an\n"
-     "embedded PostgreSQL cluster on a Unix socket inside DIR (unless --db), the schema,\n"
-     "and the first admin principal. Its token is printed once on standard output and\n"
-     "left in DIR/admin.token (mode 0600).\n"
-     "\n"
-     "  --listen HOST:PORT  address serve listens on (default 127.0.0.1:8443)\n"
-     "  --db CONNINFO       use this PostgreSQL server instead of an embedded one; the\n"
-     "                      role must be able to create roles and own the schema\n"
-     "  --user NAME         unprivileged user for PostgreSQL and the gateway when run\n"
-     "                      as root (default sluice)\n"},
-    {"serve",
-     "usage: sluice serve --data-dir DIR [--listen HOST:PORT] [--db CONNINFO] [options]\n"
-     "\n"
-     "Runs the HTTPS gateway in the foreground. Starts the embedded PostgreSQL (unless\n"
-     "--db), applies new migrations (refusing a database newer than this binary), and\n"
-     "when started as root drops to the unprivileged user after opening its socket.\n"
-     "SIGTERM or SIGINT stops it cleanly: in-flight requests finish, the audit queue\n"
-     "drains, and the embedded PostgreSQL stops.\n"
-     "\n"
-     "  --max-connections N     concurrent connections (default 512)\n"
-     "  --conn-timeout S        idle seconds before a connection is closed (default 30)\n"
-     "  --audit-bound-ms MS     how long an answer waits for its audit event before it\n"
-     "                          becomes 503 (default 2000)\n"
-     "  --db-pool N             database connections for handlers (default 8)\n"
-     "  --auth-fail-burst N     failed authentications allowed per address at once (20)\n"
-     "  --auth-fail-per-min R   refill rate of that allowance per minute (30)\n"
-     "  --max-token-ttl-days D  longest token lifetime an admin may choose (365)\n"
-     "  --user NAME             unprivileged user when run as root (default sluice)\n"
-     "  --log-level L           debug, info, warning or error (default info)\n"},
+    {"", "usage: sluice COMMAND [ARGS]\n"
+         "\n"
+         "Gateway:\n"
+         "  init      create a data directory: keys, TLS certificate, embedded PostgreSQL,\n"
+         "            schema, and the first admin token\n"
+         "  serve     run the HTTPS gateway until SIGTERM or SIGINT\n"
+         "\n"
+         "Client (reads SLUICE_ADDR, SLUICE_TOKEN, SLUICE_CACERT):\n"
+         "  whoami                         who the token belongs to\n"
+         "  principal create|list|show|update|token|revoke\n"
+         "  audit export|verify            the audit trail; verify also works offline\n"
+         "  keys public                    the signing keys of checkpoints and receipts\n"
+         "\n"
+         "  version                        print the version\n"
+         "\n"
+         "`sluice COMMAND --help` describes a command. Client read commands take\n"
+         "--output json for the server's JSON as it is.\n"},
+    {"init", "usage: sluice init --data-dir DIR [--listen HOST:PORT] [--db CONNINFO]\n"
+             "                   [--tls-cert FILE --tls-key FILE] [--user NAME]\n"
+             "\n"
+             "Creates DIR (which must not exist or be empty): a 32-byte master key\n"
+             "(DIR/keys/master.1.key, mode 0600; or SLUICE_MASTER_KEY, base64, when set), an\n"
+             "Ed25519 signing key, a self-signed ECDSA P-256 certificate for 127.0.0.1, ::1\n"
+             "and localhost (DIR/tls/cert.pem) unless --tls-cert/--tls-key are given, an\n"
+             "embedded PostgreSQL cluster on a Unix socket inside DIR (unless --db), the schema,\n"
+             "and the first admin principal. Its token is printed once on standard output and\n"
+             "left in DIR/admin.token (mode 0600).\n"
+             "\n"
+             "  --listen HOST:PORT  address serve listens on (default 127.0.0.1:8443)\n"
+             "  --db CONNINFO       use this PostgreSQL server instead of an embedded one; the\n"
+             "                      role must be able to create roles and own the schema\n"
+             "  --user NAME         unprivileged user for PostgreSQL and the gateway when run\n"
+             "                      as root (default sluice)\n"},
+    {"serve", "usage: sluice serve --data-dir DIR [--listen HOST:PORT] [--db CONNINFO] [options]\n"
+              "\n"
+              "Runs the HTTPS gateway in the foreground. Starts the embedded PostgreSQL (unless\n"
+              "--db), applies new migrations (refusing a database newer than this binary), and\n"
+              "when started as root drops to the unprivileged user after opening its socket.\n"
+              "SIGTERM or SIGINT stops it cleanly: in-flight requests finish, the audit queue\n"
+              "drains, and the embedded PostgreSQL stops.\n"
+              "\n"
+              "  --max-connections N     concurrent connections (default 512)\n"
+              "  --conn-timeout S        idle seconds before a connection is closed (default 30)\n"
+              "  --audit-bound-ms MS     how long an answer waits for its audit event before it\n"
+              "                          becomes 503 (default 2000)\n"
+              "  --db-pool N             database connections for handlers (default 8)\n"
+              "  --auth-fail-burst N     failed authentications allowed per address at once (20)\n"
+              "  --auth-fail-per-min R   refill rate of that allowance per minute (30)\n"
+              "  --max-token-ttl-days D  longest token lifetime an admin may choose (365)\n"
+              "  --user NAME             unprivileged user when run as root (default sluice)\n"
+              "  --log-level L           debug, info, warning or error (default info)\n"},
     {"whoami", "usage: sluice whoami [--output json]\n\nShows the principal of SLUICE_TOKEN: "
                "name, kind, roles, attributes and when the token expires.\n"},
     {"principal",
@@ -143,19 +140,18 @@ int_opt(const char *cmd, const char *name, const char *v, int64_t lo, int64_t hi
 
 /* Parses init/serve options into cfg; returns 0 or an exit status. */
 static int
-gateway_opts(const char *cmd, int argc, char **argv, gw_config *cfg, int *tls_given,
-             int *have_dir)
+gateway_opts(const char *cmd, int argc, char **argv, gw_config *cfg, int *tls_given, int *have_dir)
 {
     int i, rc;
     int64_t v;
 
     for (i = 0; i < argc; i++) {
         const char *o = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED()                                                                                     \
-    do {                                                                                           \
-        if (val == NULL)                                                                           \
-            return bad_usage(cmd, "an option needs a value");                                      \
-        i++;                                                                                       \
+#define NEED()                                                \
+    do {                                                      \
+        if (val == NULL)                                      \
+            return bad_usage(cmd, "an option needs a value"); \
+        i++;                                                  \
     } while (0)
         if (strcmp(o, "--data-dir") == 0) {
             NEED();

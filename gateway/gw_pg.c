@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -29,8 +30,8 @@ pg_bindir(void)
 void
 gw_pg_conninfo(const char *data_dir, char *out, size_t n)
 {
-    snprintf(out, n, "host=%s/pg/run dbname=%s user=%s connect_timeout=5", data_dir,
-             GW_PG_DBNAME, GW_PG_SUPERUSER);
+    snprintf(out, n, "host=%s/pg/run dbname=%s user=%s connect_timeout=5", data_dir, GW_PG_DBNAME,
+             GW_PG_SUPERUSER);
 }
 
 /* Runs a program of the PostgreSQL bin directory, as the unprivileged user when root. */
@@ -58,8 +59,7 @@ run_pg(const gw_config *cfg, const char *prog, char *const args[], sl_err *err)
         return sl_err_set(err, SL_EIO, "could not fork: %s", strerror(errno));
     if (pid == 0) {
         char *const envp[] = {"PATH=/usr/bin:/bin", "LC_ALL=C.UTF-8", "LANG=C.UTF-8", NULL};
-        if (geteuid() == 0 &&
-            (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
+        if (geteuid() == 0 && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
             _exit(126);
         }
         /* chatter on stdout is dropped; errors still reach our stderr */
@@ -101,13 +101,56 @@ mkdir_owned(const gw_config *cfg, const char *path, mode_t mode, sl_err *err)
     return SL_OK;
 }
 
+/* When root: every directory above DIR must let the unprivileged user pass. */
+static sl_code
+check_traversable(const gw_config *cfg, sl_err *err)
+{
+    char path[PATH_MAX], *slash;
+    struct stat st;
+    uid_t uid;
+    gid_t gid;
+
+    if (geteuid() != 0)
+        return SL_OK;
+    if (gw_user_lookup(cfg->run_as, &uid, &gid, err) != SL_OK)
+        return err->code;
+    if (realpath(cfg->data_dir, path) == NULL)
+        return sl_err_set(err, SL_EIO, "cannot resolve %s: %s", cfg->data_dir, strerror(errno));
+    while ((slash = strrchr(path, '/')) != NULL) {
+        if (slash == path)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+        if (stat(path, &st) != 0)
+            break;
+        if (!(st.st_mode & S_IXOTH) && !(st.st_uid == uid && (st.st_mode & S_IXUSR)) &&
+            !(st.st_gid == gid && (st.st_mode & S_IXGRP)))
+            return sl_err_set(err, SL_EIO,
+                              "user %s cannot reach the data directory: %s is not searchable "
+                              "by it (chmod o+x %s, or choose another place)",
+                              cfg->run_as, path, path);
+        if (slash == path)
+            break;
+    }
+    return SL_OK;
+}
+
 sl_code
 gw_pg_initdb(const gw_config *cfg, sl_err *err)
 {
     char pg[PATH_MAX], data[PATH_MAX], run[PATH_MAX], log[PATH_MAX], conf[PATH_MAX + 64];
-    char *args[] = {"-D", data, "-U", GW_PG_SUPERUSER, "--auth-local=trust",
-                    "--auth-host=reject", "-E", "UTF8", "--locale=C.UTF-8",
-                    "--data-checksums", "--no-instructions", NULL};
+    char *args[] = {"-D",
+                    data,
+                    "-U",
+                    GW_PG_SUPERUSER,
+                    "--auth-local=trust",
+                    "--auth-host=reject",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--data-checksums",
+                    "--no-instructions",
+                    NULL};
     FILE *f;
     sl_code rc;
 
@@ -120,6 +163,8 @@ gw_pg_initdb(const gw_config *cfg, sl_err *err)
                           "data directory path too long for a Unix socket (%zu bytes; use a "
                           "shorter path)",
                           strlen(cfg->data_dir));
+    if ((rc = check_traversable(cfg, err)) != SL_OK)
+        return rc;
     if ((rc = mkdir_owned(cfg, pg, 0700, err)) != SL_OK ||
         (rc = mkdir_owned(cfg, run, 0700, err)) != SL_OK ||
         (rc = mkdir_owned(cfg, log, 0700, err)) != SL_OK)

@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <grp.h>
@@ -27,9 +28,9 @@
 gw_metrics gw_stats;
 
 /* Mozilla "intermediate": TLS 1.2 and 1.3, AEAD ciphers with forward secrecy only. */
-#define GW_TLS_PRIORITIES                                                                          \
-    "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"       \
-    "+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:+DHE-RSA:"                 \
+#define GW_TLS_PRIORITIES                                                                  \
+    "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:" \
+    "+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:+DHE-RSA:"          \
     "%SERVER_PRECEDENCE"
 
 static void h_healthz(gw_req *r);
@@ -44,20 +45,50 @@ static const gw_route routes[] = {
     {"GET", "/v1/keys/public", "keys.public", gw_h_keys_public, 1, 1, 0, {NULL}},
     {"POST", "/v1/principals", "principal.create", gw_h_principal_create, 1, 1, 1, {"admin", NULL}},
     {"GET", "/v1/principals", "principal.list", gw_h_principal_list, 1, 1, 0, {"admin", NULL}},
-    {"GET", "/v1/principals/{name}", "principal.show", gw_h_principal_show, 1, 1, 0,
+    {"GET",
+     "/v1/principals/{name}",
+     "principal.show",
+     gw_h_principal_show,
+     1,
+     1,
+     0,
      {"admin", NULL}},
-    {"PATCH", "/v1/principals/{name}", "principal.update", gw_h_principal_patch, 1, 1, 1,
+    {"PATCH",
+     "/v1/principals/{name}",
+     "principal.update",
+     gw_h_principal_patch,
+     1,
+     1,
+     1,
      {"admin", NULL}},
-    {"POST", "/v1/principals/{name}/tokens", "token.create", gw_h_token_create, 1, 1, 1,
+    {"POST",
+     "/v1/principals/{name}/tokens",
+     "token.create",
+     gw_h_token_create,
+     1,
+     1,
+     1,
      {"admin", NULL}},
     {"DELETE", "/v1/tokens/{token_id}", "token.revoke", gw_h_token_revoke, 1, 1, 0, {NULL}},
     {"GET", "/v1/audit", "audit.read", gw_h_audit_export, 1, 1, 0, {"admin", "auditor", NULL}},
-    {"GET", "/v1/audit/verify", "audit.verify", gw_h_audit_verify, 1, 1, 0,
+    {"GET",
+     "/v1/audit/verify",
+     "audit.verify",
+     gw_h_audit_verify,
+     1,
+     1,
+     0,
      {"admin", "auditor", NULL}},
-    {"GET", "/v1/audit/checkpoints", "audit.checkpoints", gw_h_audit_checkpoints, 1, 1, 0,
+    {"GET",
+     "/v1/audit/checkpoints",
+     "audit.checkpoints",
+     gw_h_audit_checkpoints,
+     1,
+     1,
+     0,
      {"admin", "auditor", NULL}},
 };
-#define NROUTES ((int)(sizeof routes / sizeof routes[0]))
+#define NROUTES       ((int)(sizeof routes / sizeof routes[0]))
 #define ROUTE_UNKNOWN 63
 
 static const int statuses[GW_NSTATUS] = {200, 201, 204, 400, 401, 403, 404, 405, 409, 413,
@@ -224,6 +255,24 @@ h_readyz(gw_req *r)
                             "database", db, "audit_writer", audit));
 }
 
+/* Metrics text: the buffer is far larger than the output; a failure only truncates. */
+static void mput(sl_buf *b, const char *fmt, ...) SL_PRINTF(2, 3);
+
+static void
+mput(sl_buf *b, const char *fmt, ...)
+{
+    char line[4096];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n > 0 &&
+        sl_buf_append(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1) != SL_OK)
+        sl_warn("metrics output truncated");
+}
+
 static void
 histogram(sl_buf *b, const char *name, atomic_long *buckets, atomic_long *sum_us)
 {
@@ -233,12 +282,11 @@ histogram(sl_buf *b, const char *name, atomic_long *buckets, atomic_long *sum_us
     for (i = 0; i <= GW_LAT_BUCKETS; i++) {
         cum += atomic_load(&buckets[i]);
         if (i < GW_LAT_BUCKETS)
-            (void)sl_buf_printf(b, "%s_bucket{le=\"%g\"} %ld\n", name, gw_lat_bounds[i], cum);
+            mput(b, "%s_bucket{le=\"%g\"} %ld\n", name, gw_lat_bounds[i], cum);
         else
-            (void)sl_buf_printf(b, "%s_bucket{le=\"+Inf\"} %ld\n", name, cum);
+            mput(b, "%s_bucket{le=\"+Inf\"} %ld\n", name, cum);
     }
-    (void)sl_buf_printf(b, "%s_sum %.6f\n%s_count %ld\n", name,
-                        (double)atomic_load(sum_us) / 1e6, name, cum);
+    mput(b, "%s_sum %.6f\n%s_count %ld\n", name, (double)atomic_load(sum_us) / 1e6, name, cum);
 }
 
 static void
@@ -249,8 +297,8 @@ h_metrics(gw_req *r)
     int i, j;
 
     sl_buf_init(&b, 4 * 1024 * 1024);
-    (void)sl_buf_puts(&b, "# HELP sluice_requests_total HTTP requests by route and status.\n"
-                          "# TYPE sluice_requests_total counter\n");
+    mput(&b, "# HELP sluice_requests_total HTTP requests by route and status.\n"
+             "# TYPE sluice_requests_total counter\n");
     for (i = 0; i <= ROUTE_UNKNOWN; i++) {
         const char *route = i < NROUTES ? routes[i].pattern : "unmatched";
         const char *method = i < NROUTES ? routes[i].method : "";
@@ -260,45 +308,43 @@ h_metrics(gw_req *r)
             long n = atomic_load(&s->req_count[i][j]);
             if (n == 0)
                 continue;
-            (void)sl_buf_printf(&b,
-                                "sluice_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} "
-                                "%ld\n",
-                                method, route, statuses[j], n);
+            mput(&b,
+                 "sluice_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} "
+                 "%ld\n",
+                 method, route, statuses[j], n);
         }
     }
-    (void)sl_buf_puts(&b, "# HELP sluice_request_duration_seconds Request latency, request line "
-                          "to answer queued (audit commit included).\n"
-                          "# TYPE sluice_request_duration_seconds histogram\n");
+    mput(&b, "# HELP sluice_request_duration_seconds Request latency, request line "
+             "to answer queued (audit commit included).\n"
+             "# TYPE sluice_request_duration_seconds histogram\n");
     histogram(&b, "sluice_request_duration_seconds", s->req_lat, &s->req_lat_sum_us);
-    (void)sl_buf_printf(&b,
-                        "# HELP sluice_audit_queue_depth Audit events waiting to be committed.\n"
-                        "# TYPE sluice_audit_queue_depth gauge\nsluice_audit_queue_depth %ld\n"
-                        "# HELP sluice_audit_events_total Audit events committed.\n"
-                        "# TYPE sluice_audit_events_total counter\nsluice_audit_events_total "
-                        "%ld\n"
-                        "# HELP sluice_audit_commits_total Group commits of the audit trail.\n"
-                        "# TYPE sluice_audit_commits_total counter\nsluice_audit_commits_total "
-                        "%ld\n"
-                        "# HELP sluice_audit_commit_failures_total Group commits that failed "
-                        "(retried).\n# TYPE sluice_audit_commit_failures_total counter\n"
-                        "sluice_audit_commit_failures_total %ld\n"
-                        "# HELP sluice_audit_overflow_total Events that found the queue full.\n"
-                        "# TYPE sluice_audit_overflow_total counter\nsluice_audit_overflow_total "
-                        "%ld\n"
-                        "# HELP sluice_auth_failures_total Failed authentications.\n"
-                        "# TYPE sluice_auth_failures_total counter\nsluice_auth_failures_total "
-                        "%ld\n"
-                        "# HELP sluice_auth_rate_limited_total Requests refused by the failed-"
-                        "authentication limit.\n# TYPE sluice_auth_rate_limited_total counter\n"
-                        "sluice_auth_rate_limited_total %ld\n",
-                        gw_audit_depth(s->audit), atomic_load(&gw_stats.audit_events),
-                        atomic_load(&gw_stats.audit_commits),
-                        atomic_load(&gw_stats.audit_failures),
-                        atomic_load(&gw_stats.audit_overflow),
-                        atomic_load(&gw_stats.auth_failures),
-                        atomic_load(&gw_stats.rate_limited));
-    (void)sl_buf_puts(&b, "# HELP sluice_audit_commit_seconds Time of one group commit.\n"
-                          "# TYPE sluice_audit_commit_seconds histogram\n");
+    mput(&b,
+         "# HELP sluice_audit_queue_depth Audit events waiting to be committed.\n"
+         "# TYPE sluice_audit_queue_depth gauge\nsluice_audit_queue_depth %ld\n"
+         "# HELP sluice_audit_events_total Audit events committed.\n"
+         "# TYPE sluice_audit_events_total counter\nsluice_audit_events_total "
+         "%ld\n"
+         "# HELP sluice_audit_commits_total Group commits of the audit trail.\n"
+         "# TYPE sluice_audit_commits_total counter\nsluice_audit_commits_total "
+         "%ld\n"
+         "# HELP sluice_audit_commit_failures_total Group commits that failed "
+         "(retried).\n# TYPE sluice_audit_commit_failures_total counter\n"
+         "sluice_audit_commit_failures_total %ld\n"
+         "# HELP sluice_audit_overflow_total Events that found the queue full.\n"
+         "# TYPE sluice_audit_overflow_total counter\nsluice_audit_overflow_total "
+         "%ld\n"
+         "# HELP sluice_auth_failures_total Failed authentications.\n"
+         "# TYPE sluice_auth_failures_total counter\nsluice_auth_failures_total "
+         "%ld\n"
+         "# HELP sluice_auth_rate_limited_total Requests refused by the failed-"
+         "authentication limit.\n# TYPE sluice_auth_rate_limited_total counter\n"
+         "sluice_auth_rate_limited_total %ld\n",
+         gw_audit_depth(s->audit), atomic_load(&gw_stats.audit_events),
+         atomic_load(&gw_stats.audit_commits), atomic_load(&gw_stats.audit_failures),
+         atomic_load(&gw_stats.audit_overflow), atomic_load(&gw_stats.auth_failures),
+         atomic_load(&gw_stats.rate_limited));
+    mput(&b, "# HELP sluice_audit_commit_seconds Time of one group commit.\n"
+             "# TYPE sluice_audit_commit_seconds histogram\n");
     histogram(&b, "sluice_audit_commit_seconds", gw_stats.audit_lat, &gw_stats.audit_lat_sum_us);
     set_body(r, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
     sl_buf_free(&b);
@@ -714,7 +760,7 @@ end_txn(gw_req *r, int commit)
             sl_error("request %s: commit after its audit event failed: %s", r->request_id,
                      err.detail);
     } else {
-        (void)db_exec(r->txn, "ROLLBACK", NULL);
+        db_rollback(r->txn);
     }
     db_release(r->srv->pool, r->txn, !ok);
     r->txn = NULL;
@@ -841,7 +887,8 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
             ok |= gw_has_role(r, r->route->roles[i]);
         if (!ok) {
             gw_reason(r, "requires role %s%s%s", r->route->roles[0],
-                      r->route->roles[1] ? " or " : "", r->route->roles[1] ? r->route->roles[1] : "");
+                      r->route->roles[1] ? " or " : "",
+                      r->route->roles[1] ? r->route->roles[1] : "");
             gw_reply_error(r, SL_EDENIED, "this needs the role %s%s%s", r->route->roles[0],
                            r->route->roles[1] ? " or " : "",
                            r->route->roles[1] ? r->route->roles[1] : "");
@@ -873,8 +920,8 @@ completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (!r->audited && (r->route == NULL || r->route->audited)) {
         /* refused by the HTTP layer (header limits, malformed request) or abandoned:
          * still exactly one event */
-        static const char *why[] = {"completed", "connection error", "timed out",
-                                    "server shutdown", "read error", "client aborted"};
+        static const char *why[] = {"completed",       "connection error", "timed out",
+                                    "server shutdown", "read error",       "client aborted"};
         if (r->method[0] == '\0')
             snprintf(r->method, sizeof r->method, "?");
         if (r->request_id[0] == '\0') {
@@ -890,7 +937,7 @@ completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (r->streaming && r->stream.release)
         r->stream.release(r->stream.state);
     if (r->txn != NULL) {
-        (void)db_exec(r->txn, "ROLLBACK", NULL);
+        db_rollback(r->txn);
         db_release(s->pool, r->txn, 1);
     }
     db_principal_clear(&r->who);
@@ -1024,13 +1071,13 @@ gw_serve(gw_config *cfg)
             MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT, cert,
-        MHD_OPTION_HTTPS_PRIORITIES, GW_TLS_PRIORITIES, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(SL_MAX_HEADER_BYTES + 16 * 1024), MHD_OPTION_URI_LOG_CALLBACK, uri_log, s,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_THREAD_STACK_SIZE,
-        (size_t)(1024 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_PRIORITIES,
+        GW_TLS_PRIORITIES, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(SL_MAX_HEADER_BYTES + 16 * 1024),
+        MHD_OPTION_URI_LOG_CALLBACK, uri_log, s, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        NULL, MHD_OPTION_END);
     if (s->daemon == NULL) {
         sl_err_set(&err, SL_EIO, "could not start the HTTPS server on %s", cfg->listen);
         goto out;

@@ -19,7 +19,7 @@
 #define DB_GW_ROLE "sluice_gw"
 /* Advisory lock keys: migrations, and the audit chain's head (one writer at a time). */
 #define DB_LOCK_MIGRATE 0x736c6d67LL
-#define DB_LOCK_AUDIT 0x736c6175LL
+#define DB_LOCK_AUDIT   0x736c6175LL
 
 typedef struct {
     int version;
@@ -40,6 +40,9 @@ sl_code db_connect(const char *conninfo, int as_gateway, PGconn **out, sl_err *e
  * than this binary knows. *applied counts the migrations applied now (may be NULL).
  */
 sl_code db_migrate(const char *conninfo, int *applied, sl_err *err) SL_WUR;
+/* Rolls back whatever transaction is open; best effort (a broken connection is dropped by
+ * its owner anyway). */
+void db_rollback(PGconn *c);
 /* Runs a fixed statement with no parameters (BEGIN, COMMIT, ...). */
 sl_code db_exec(PGconn *c, const char *sql, sl_err *err) SL_WUR;
 
@@ -69,8 +72,8 @@ sl_code db_principal_insert(PGconn *c, const char *name, const char *kind, const
                             const json_t *attributes, int64_t *id, sl_err *err) SL_WUR;
 sl_code db_principal_get(PGconn *c, const char *name, db_principal *out, sl_err *err) SL_WUR;
 /* Names after `after` (NULL = from the start) in order; *more set when a next page exists. */
-sl_code db_principal_list(PGconn *c, const char *after, int limit, db_principal **out,
-                          int *n, int *more, sl_err *err) SL_WUR;
+sl_code db_principal_list(PGconn *c, const char *after, int limit, db_principal **out, int *n,
+                          int *more, sl_err *err) SL_WUR;
 void db_principal_list_free(db_principal *list, int n);
 /* Changes what is not NULL / not negative. */
 sl_code db_principal_update(PGconn *c, int64_t id, const json_t *roles, const json_t *attributes,
@@ -92,8 +95,7 @@ sl_code db_token_get(PGconn *c, const char *token_id, db_token *out, sl_err *err
 sl_code db_auth_lookup(PGconn *c, const char *token_id, db_token *tok, db_principal *p,
                        sl_err *err) SL_WUR;
 /* The principal owning a token; SL_ENOTFOUND when none. */
-sl_code db_token_owner(PGconn *c, const char *token_id, int64_t *principal_id,
-                       sl_err *err) SL_WUR;
+sl_code db_token_owner(PGconn *c, const char *token_id, int64_t *principal_id, sl_err *err) SL_WUR;
 /* Revokes; SL_ENOTFOUND when no such token or already revoked. */
 sl_code db_token_revoke(PGconn *c, const char *token_id, sl_err *err) SL_WUR;
 /* The tokens of a principal as a JSON array of {token_id, created_at, expires_at, revoked}. */
@@ -108,7 +110,7 @@ sl_code db_wrapped_key_put(PGconn *c, const char *purpose, int master_version,
 /* The audit trail. */
 typedef struct {
     int64_t seq;
-    const char *ts; /* RFC 3339 with microseconds, as in canon */
+    const char *ts;        /* RFC 3339 with microseconds, as in canon */
     const char *principal; /* NULL when unauthenticated */
     const char *action;
     const char *resource;
@@ -118,17 +120,37 @@ typedef struct {
     size_t canon_len;
     unsigned char hash[32];
 } db_audit_row;
-/* The head of the chain (inside the caller's transaction): 0 and zeros when empty. */
-sl_code db_audit_head(PGconn *c, int64_t *seq, unsigned char hash[32], sl_err *err) SL_WUR;
-/* Appends rows with COPY (inside the caller's transaction). */
-sl_code db_audit_copy(PGconn *c, const db_audit_row *rows, size_t n, sl_err *err) SL_WUR;
-sl_code db_checkpoint_insert(PGconn *c, int64_t seq, const char *hash_hex, const char *ts,
-                             const char *key_id, const char *signature, sl_err *err) SL_WUR;
+/* The latest checkpoint; strings are copied into the caller's buffers. */
+typedef struct {
+    int64_t seq;
+    char hash[65], ts[SL_TS_LEN], key_id[24], signature[100];
+} db_checkpoint;
+
+/* Prepares the writer's statements on its connection; once per connection. */
+sl_code db_audit_prepare(PGconn *c, sl_err *err) SL_WUR;
+/*
+ * Opens the audit writer's transaction in one round trip (libpq pipeline mode): BEGIN,
+ * the chain's advisory lock (one writer at a time across gateways), then the head of the
+ * chain (*seq 0 and a zero hash when empty) and the latest checkpoint (*cp_found 0 when
+ * none). On failure the transaction is rolled back.
+ */
+sl_code db_audit_begin(PGconn *c, int64_t *seq, unsigned char hash[32], db_checkpoint *cp,
+                       int *cp_found, sl_err *err) SL_WUR;
+/*
+ * Appends the rows and their checkpoint and commits, in one round trip. With expect_seq
+ * 0 it continues the transaction db_audit_begin opened. Otherwise it opens its own (BEGIN,
+ * the lock) and appends only if the chain's head is still (expect_seq, expect_hash): when
+ * it is not, nothing is written and *stale is set, so the caller reads the head again.
+ * On failure the transaction is rolled back and nothing of the batch exists.
+ */
+sl_code db_audit_append(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoint *cp,
+                        int64_t expect_seq, const unsigned char *expect_hash, int *stale,
+                        sl_err *err) SL_WUR;
 
 /* Filters of an audit read; NULL fields do not filter. Times are RFC 3339. */
 typedef struct {
     const char *since, *until, *principal, *dataset, *action, *decision;
-    int64_t limit; /* 0 = all */
+    int64_t limit;               /* 0 = all */
     int with_orphan_checkpoints; /* verify: also checkpoints whose event is missing */
 } db_audit_filter;
 

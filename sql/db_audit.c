@@ -8,8 +8,7 @@
 
 #include "db.h"
 
-#define TS_US_SQL(col)                                                                             \
-    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+#define TS_US_SQL(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 static sl_code
 pgfail(sl_err *err, PGconn *c, PGresult *r, const char *what)
@@ -20,159 +19,289 @@ pgfail(sl_err *err, PGconn *c, PGresult *r, const char *what)
     return SL_EUNAVAIL;
 }
 
-sl_code
-db_audit_head(PGconn *c, int64_t *seq, unsigned char hash[32], sl_err *err)
-{
-    PGresult *r = PQexecParams(c, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
-                               0, NULL, NULL, NULL, NULL, 1);
+/*
+ * Runs n statements in one round trip (pipeline mode). results[i] receives each
+ * statement's result (the caller clears them); SL_EUNAVAIL when any failed.
+ */
+typedef struct {
+    const char *sql; /* or the name of a statement prepared by db_audit_prepare */
+    int n;
+    const char *const *values;
+    int prepared;
+} stmt;
 
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return pgfail(err, c, r, "audit head");
-    *seq = 0;
-    memset(hash, 0, 32);
-    if (PQntuples(r) == 1) {
-        const unsigned char *v = (const unsigned char *)PQgetvalue(r, 0, 0);
-        uint64_t s = 0;
-        int i;
-        if (PQgetlength(r, 0, 0) != 8 || PQgetlength(r, 0, 1) != 32)
-            return pgfail(err, c, r, "audit head has an unexpected shape");
-        for (i = 0; i < 8; i++)
-            s = s << 8 | v[i];
-        *seq = (int64_t)s;
-        memcpy(hash, PQgetvalue(r, 0, 1), 32);
+static sl_code
+pipeline(PGconn *c, const stmt *st, int n, PGresult **results, sl_err *err)
+{
+    PGresult *r;
+    sl_code rc = SL_OK;
+    int i;
+
+    for (i = 0; i < n; i++)
+        results[i] = NULL;
+    if (!PQenterPipelineMode(c))
+        return pgfail(err, c, NULL, "pipeline");
+    for (i = 0; i < n; i++)
+        if (!(st[i].prepared
+                  ? PQsendQueryPrepared(c, st[i].sql, st[i].n, st[i].values, NULL, NULL, 0)
+                  : PQsendQueryParams(c, st[i].sql, st[i].n, NULL, st[i].values, NULL, NULL, 0)))
+            break;
+    if (i < n || !PQpipelineSync(c)) {
+        rc = pgfail(err, c, NULL, "pipeline send");
+        /* the connection is in an unknown state: its owner drops it */
+        return rc;
     }
+    for (i = 0; i < n; i++) {
+        ExecStatusType want;
+        results[i] = PQgetResult(c);
+        want = PQresultStatus(results[i]);
+        if (want != PGRES_COMMAND_OK && want != PGRES_TUPLES_OK && rc == SL_OK) {
+            sl_err_set(err, SL_EUNAVAIL, "database unavailable");
+            sl_err_detail(err, "%.60s: %s", st[i].sql,
+                          results[i] ? PQresultErrorMessage(results[i]) : PQerrorMessage(c));
+            rc = SL_EUNAVAIL;
+        }
+        if (results[i] != NULL)
+            while ((r = PQgetResult(c)) != NULL) /* the NULL that ends each statement */
+                PQclear(r);
+    }
+    r = PQgetResult(c); /* PGRES_PIPELINE_SYNC */
     PQclear(r);
+    if (!PQexitPipelineMode(c) && rc == SL_OK)
+        rc = pgfail(err, c, NULL, "pipeline exit");
+    return rc;
+}
+
+static void
+clear_all(PGresult **r, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++)
+        PQclear(r[i]);
+}
+
+static int
+hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    return -1;
+}
+
+sl_code
+db_audit_prepare(PGconn *c, sl_err *err)
+{
+    static const struct {
+        const char *name, *sql;
+    } ps[] = {
+        {"sl_audit_lock", "SELECT pg_advisory_xact_lock(1936482677)"},
+        {"sl_audit_head",
+         "SELECT h.seq, encode(h.hash, 'hex'), c.seq, c.hash, c.ts, c.key_id, c.signature"
+         " FROM (SELECT 1) AS one"
+         " LEFT JOIN LATERAL (SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1) h"
+         " ON true"
+         " LEFT JOIN LATERAL (SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1) c"
+         " ON true"},
+        /* every row of a batch shares the batch's time; seqs follow the array order */
+        /* with $10 > 0, only when the head is still ($10, $11) */
+        {"sl_audit_rows",
+         "INSERT INTO audit_events (seq, ts, principal, action, resource, decision, status,"
+         " canon, hash)"
+         " SELECT $1::bigint + u.o - 1, $2::timestamptz, u.p, u.a, u.r, u.d, u.s, u.c, u.h"
+         " FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[],"
+         " $9::bytea[]) WITH ORDINALITY AS u(p, a, r, d, s, c, h, o)"
+         " WHERE $10::bigint = 0 OR coalesce((SELECT seq = $10::bigint AND hash = $11::bytea"
+         " FROM audit_events ORDER BY seq DESC LIMIT 1), false)"},
+        /* only over the rows just appended */
+        {"sl_audit_checkpoint",
+         "INSERT INTO audit_checkpoints (seq, hash, ts, key_id, signature)"
+         " SELECT $1::bigint, $2, $3, $4, $5"
+         " WHERE (SELECT seq FROM audit_events ORDER BY seq DESC LIMIT 1) = $1::bigint"},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof ps / sizeof ps[0]; i++) {
+        PGresult *r = PQprepare(c, ps[i].name, ps[i].sql, 0, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            return pgfail(err, c, r, ps[i].name);
+        PQclear(r);
+    }
     return SL_OK;
 }
 
-/* Appends a COPY text-format field: backslash escapes for \ and control characters. */
+sl_code
+db_audit_begin(PGconn *c, int64_t *seq, unsigned char hash[32], db_checkpoint *cp, int *cp_found,
+               sl_err *err)
+{
+    static const stmt st[] = {
+        {"BEGIN", 0, NULL, 0},
+        {"sl_audit_lock", 0, NULL, 1},
+        /* read after the lock, in a statement of its own: a fresh snapshot */
+        {"sl_audit_head", 0, NULL, 1},
+    };
+    PGresult *res[3];
+    PGresult *r;
+    sl_code rc;
+    int i;
+
+    *seq = 0;
+    *cp_found = 0;
+    memset(hash, 0, 32);
+    memset(cp, 0, sizeof *cp);
+    if ((rc = pipeline(c, st, 3, res, err)) != SL_OK) {
+        clear_all(res, 3);
+        db_rollback(c);
+        return rc;
+    }
+    r = res[2];
+    if (PQntuples(r) != 1) {
+        clear_all(res, 3);
+        db_rollback(c);
+        return pgfail(err, c, NULL, "audit head has an unexpected shape");
+    }
+    if (!PQgetisnull(r, 0, 0)) {
+        const char *hex = PQgetvalue(r, 0, 1);
+        *seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        for (i = 0; i < 32 && strlen(hex) == 64; i++)
+            hash[i] = (unsigned char)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
+    }
+    if (!PQgetisnull(r, 0, 2)) {
+        *cp_found = 1;
+        cp->seq = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+        snprintf(cp->hash, sizeof cp->hash, "%s", PQgetvalue(r, 0, 3));
+        snprintf(cp->ts, sizeof cp->ts, "%s", PQgetvalue(r, 0, 4));
+        snprintf(cp->key_id, sizeof cp->key_id, "%s", PQgetvalue(r, 0, 5));
+        snprintf(cp->signature, sizeof cp->signature, "%s", PQgetvalue(r, 0, 6));
+    }
+    clear_all(res, 3);
+    return SL_OK;
+}
+
+/* Appends one element of a PostgreSQL array literal: quoted, with " and \ escaped. */
 static sl_code
-copy_field(sl_buf *b, const char *s, size_t n)
+array_elem(sl_buf *b, const char *s, size_t n, int first)
 {
     size_t i, start = 0;
+    sl_code rc = sl_buf_append(b, first ? "\"" : ",\"", first ? 1 : 2);
 
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        char esc[2] = {'\\', 0};
-        if (ch == '\\')
-            esc[1] = '\\';
-        else if (ch == '\n')
-            esc[1] = 'n';
-        else if (ch == '\r')
-            esc[1] = 'r';
-        else if (ch == '\t')
-            esc[1] = 't';
-        else
+    for (i = 0; i < n && rc == SL_OK; i++) {
+        if (s[i] != '"' && s[i] != '\\')
             continue;
-        if (sl_buf_append(b, s + start, i - start) != SL_OK || sl_buf_append(b, esc, 2) != SL_OK)
-            return SL_ETOOLARGE;
-        start = i + 1;
+        rc = sl_buf_append(b, s + start, i - start);
+        if (rc == SL_OK)
+            rc = sl_buf_append(b, "\\", 1);
+        start = i;
     }
-    return sl_buf_append(b, s + start, n - start);
-}
-
-static sl_code
-copy_text(sl_buf *b, const char *s, int last)
-{
-    sl_code rc;
-
-    if (s == NULL)
-        rc = sl_buf_append(b, "\\N", 2);
-    else
-        rc = copy_field(b, s, strlen(s));
     if (rc == SL_OK)
-        rc = sl_buf_append(b, last ? "\n" : "\t", 1);
+        rc = sl_buf_append(b, s + start, n - start);
+    if (rc == SL_OK)
+        rc = sl_buf_append(b, "\"", 1);
     return rc;
 }
 
 sl_code
-db_audit_copy(PGconn *c, const db_audit_row *rows, size_t n, sl_err *err)
+db_audit_append(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoint *cp,
+                int64_t expect_seq, const unsigned char *expect_hash, int *stale, sl_err *err)
 {
     static const char hexd[] = "0123456789abcdef";
-    PGresult *r;
-    sl_buf b;
+    enum { PRINCIPAL, ACTION, RESOURCE, DECISION, STATUS, CANON, HASH, NCOL };
+    sl_buf col[NCOL];
+    char first_seq[24], cp_seq[24], exp_seq[24], exp_hash[3 + 64 + 1];
+    const char *ev_params[NCOL + 4], *cp_params[5];
+    stmt st[5];
+    PGresult *res[5];
+    int nst = 0, rows_at;
     size_t i, k;
+    int j;
     sl_code rc = SL_OK;
 
-    r = PQexecParams(c,
-                     "COPY audit_events (seq, ts, principal, action, resource, decision, status,"
-                     " canon, hash) FROM STDIN",
-                     0, NULL, NULL, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COPY_IN)
-        return pgfail(err, c, r, "copy audit events");
-    PQclear(r);
-    sl_buf_init(&b, (size_t)1 << 30);
+    for (j = 0; j < NCOL; j++) {
+        sl_buf_init(&col[j], (size_t)1 << 30);
+        rc = sl_buf_append(&col[j], "{", 1);
+    }
     for (i = 0; i < n && rc == SL_OK; i++) {
         const db_audit_row *e = &rows[i];
-        char hash[2 + 64 + 2];
-        rc = sl_buf_printf(&b, "%lld\t", (long long)e->seq);
+        char status[16], hash[3 + 64 + 1];
+        int first = i == 0;
+        if (e->principal == NULL)
+            rc = sl_buf_puts(&col[PRINCIPAL], first ? "NULL" : ",NULL");
+        else
+            rc = array_elem(&col[PRINCIPAL], e->principal, strlen(e->principal), first);
         if (rc == SL_OK)
-            rc = copy_text(&b, e->ts, 0);
+            rc = array_elem(&col[ACTION], e->action, strlen(e->action), first);
         if (rc == SL_OK)
-            rc = copy_text(&b, e->principal, 0);
+            rc = array_elem(&col[RESOURCE], e->resource, strlen(e->resource), first);
         if (rc == SL_OK)
-            rc = copy_text(&b, e->action, 0);
+            rc = array_elem(&col[DECISION], e->decision, strlen(e->decision), first);
+        snprintf(status, sizeof status, "%s%d", first ? "" : ",", e->status);
         if (rc == SL_OK)
-            rc = copy_text(&b, e->resource, 0);
+            rc = sl_buf_puts(&col[STATUS], status);
         if (rc == SL_OK)
-            rc = copy_text(&b, e->decision, 0);
-        if (rc == SL_OK)
-            rc = sl_buf_printf(&b, "%d\t", e->status);
-        if (rc == SL_OK)
-            rc = copy_field(&b, e->canon, e->canon_len);
+            rc = array_elem(&col[CANON], e->canon, e->canon_len, first);
         hash[0] = '\\';
-        hash[1] = '\\';
-        hash[2] = 'x';
+        hash[1] = 'x';
         for (k = 0; k < 32; k++) {
-            hash[3 + 2 * k] = hexd[e->hash[k] >> 4];
-            hash[4 + 2 * k] = hexd[e->hash[k] & 15];
+            hash[2 + 2 * k] = hexd[e->hash[k] >> 4];
+            hash[3 + 2 * k] = hexd[e->hash[k] & 15];
         }
         if (rc == SL_OK)
-            rc = sl_buf_append(&b, "\t", 1);
-        if (rc == SL_OK)
-            rc = sl_buf_append(&b, hash, 3 + 64);
-        if (rc == SL_OK)
-            rc = sl_buf_append(&b, "\n", 1);
-        if (rc == SL_OK && (b.len > 256 * 1024 || i + 1 == n)) {
-            if (PQputCopyData(c, b.data, (int)b.len) != 1)
-                rc = SL_EUNAVAIL;
-            sl_buf_reset(&b);
-        }
+            rc = array_elem(&col[HASH], hash, 2 + 64, first);
     }
-    sl_buf_free(&b);
-    if (PQputCopyEnd(c, rc == SL_OK ? NULL : "sluice: batch abandoned") != 1)
-        rc = SL_EUNAVAIL;
-    r = PQgetResult(c);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        pgfail(err, c, r, "copy audit events");
-        rc = SL_EUNAVAIL;
-    } else {
-        PQclear(r);
+    for (j = 0; j < NCOL && rc == SL_OK; j++)
+        rc = sl_buf_append(&col[j], "}", 1);
+    if (rc != SL_OK) {
+        for (j = 0; j < NCOL; j++)
+            sl_buf_free(&col[j]);
+        db_rollback(c);
+        return sl_err_set(err, SL_EINTERNAL, "audit batch too large");
     }
-    while ((r = PQgetResult(c)) != NULL)
-        PQclear(r);
-    if (rc != SL_OK && err != NULL && err->code == SL_OK)
-        sl_err_set(err, SL_EUNAVAIL, "database unavailable");
+    snprintf(first_seq, sizeof first_seq, "%lld", (long long)(n > 0 ? rows[0].seq : 0));
+    snprintf(cp_seq, sizeof cp_seq, "%lld", (long long)cp->seq);
+    ev_params[0] = first_seq;
+    ev_params[1] = n > 0 ? rows[0].ts : "";
+    for (j = 0; j < NCOL; j++)
+        ev_params[j + 2] = col[j].data;
+    snprintf(exp_seq, sizeof exp_seq, "%lld", (long long)expect_seq);
+    exp_hash[0] = '\\';
+    exp_hash[1] = 'x';
+    for (k = 0; k < 32; k++) {
+        exp_hash[2 + 2 * k] = expect_hash ? hexd[expect_hash[k] >> 4] : '0';
+        exp_hash[3 + 2 * k] = expect_hash ? hexd[expect_hash[k] & 15] : '0';
+    }
+    exp_hash[2 + 64] = '\0';
+    ev_params[NCOL + 2] = exp_seq;
+    ev_params[NCOL + 3] = exp_hash;
+    *stale = 0;
+    cp_params[0] = cp_seq;
+    cp_params[1] = cp->hash;
+    cp_params[2] = cp->ts;
+    cp_params[3] = cp->key_id;
+    cp_params[4] = cp->signature;
+    /* every row of a batch shares the batch's time; seqs follow the array order */
+    if (expect_seq > 0) {
+        st[nst++] = (stmt){"BEGIN", 0, NULL, 0};
+        st[nst++] = (stmt){"sl_audit_lock", 0, NULL, 1};
+    }
+    rows_at = nst;
+    st[nst++] = (stmt){"sl_audit_rows", NCOL + 4, ev_params, 1};
+    st[nst++] = (stmt){"sl_audit_checkpoint", 5, cp_params, 1};
+    st[nst++] = (stmt){"COMMIT", 0, NULL, 0};
+    rc = pipeline(c, st, nst, res, err);
+    if (rc == SL_OK && atoi(PQcmdTuples(res[rows_at])) != (int)n) {
+        if (expect_seq > 0 && atoi(PQcmdTuples(res[rows_at])) == 0)
+            *stale = 1; /* the head moved: nothing was written */
+        else
+            rc = pgfail(err, c, NULL, "audit batch: row count differs");
+    }
+    clear_all(res, nst);
+    for (j = 0; j < NCOL; j++)
+        sl_buf_free(&col[j]);
+    if (rc != SL_OK)
+        db_rollback(c);
     return rc;
-}
-
-sl_code
-db_checkpoint_insert(PGconn *c, int64_t seq, const char *hash_hex, const char *ts,
-                     const char *key_id, const char *signature, sl_err *err)
-{
-    char s[24];
-    const char *params[5] = {s, hash_hex, ts, key_id, signature};
-    PGresult *r;
-
-    snprintf(s, sizeof s, "%lld", (long long)seq);
-    r = PQexecParams(c,
-                     "INSERT INTO audit_checkpoints (seq, hash, ts, key_id, signature)"
-                     " VALUES ($1, $2, $3, $4, $5)",
-                     5, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        return pgfail(err, c, r, "insert checkpoint");
-    PQclear(r);
-    return SL_OK;
 }
 
 struct db_audit_stream {
@@ -185,34 +314,34 @@ sl_code
 db_audit_open(PGconn *c, const db_audit_filter *f, db_audit_stream **out, sl_err *err)
 {
     char limit[24];
-    const char *params[7] = {f->since,    f->until,    f->principal, f->dataset,
-                             f->action,   f->decision, limit};
+    const char *params[7] = {f->since,  f->until,    f->principal, f->dataset,
+                             f->action, f->decision, limit};
     const char *sql;
     db_audit_stream *s;
 
     *out = NULL;
     snprintf(limit, sizeof limit, "%lld", (long long)(f->limit > 0 ? f->limit : INT64_MAX));
     if (f->with_orphan_checkpoints) {
-        sql = "SELECT e.seq, e.canon, encode(e.hash, 'hex'), " TS_US_SQL("e.ts")
-              ", e.principal, e.action, e.resource, e.decision, e.status,"
-              " c.seq, c.hash, c.ts, c.key_id, c.signature"
-              " FROM audit_events e FULL JOIN audit_checkpoints c ON c.seq = e.seq"
-              " WHERE $1::text IS NULL AND $2::text IS NULL AND $3::text IS NULL"
-              " AND $4::text IS NULL AND $5::text IS NULL AND $6::text IS NULL"
-              " ORDER BY coalesce(e.seq, c.seq) LIMIT $7::bigint";
+        sql = "SELECT e.seq, e.canon, encode(e.hash, 'hex'), " TS_US_SQL(
+            "e.ts") ", e.principal, e.action, e.resource, e.decision, e.status,"
+                    " c.seq, c.hash, c.ts, c.key_id, c.signature"
+                    " FROM audit_events e FULL JOIN audit_checkpoints c ON c.seq = e.seq"
+                    " WHERE $1::text IS NULL AND $2::text IS NULL AND $3::text IS NULL"
+                    " AND $4::text IS NULL AND $5::text IS NULL AND $6::text IS NULL"
+                    " ORDER BY coalesce(e.seq, c.seq) LIMIT $7::bigint";
     } else {
-        sql = "SELECT e.seq, e.canon, encode(e.hash, 'hex'), " TS_US_SQL("e.ts")
-              ", e.principal, e.action, e.resource, e.decision, e.status,"
-              " c.seq, c.hash, c.ts, c.key_id, c.signature"
-              " FROM audit_events e LEFT JOIN audit_checkpoints c ON c.seq = e.seq"
-              " WHERE ($1::timestamptz IS NULL OR e.ts >= $1::timestamptz)"
-              " AND ($2::timestamptz IS NULL OR e.ts < $2::timestamptz)"
-              " AND ($3::text IS NULL OR e.principal = $3)"
-              " AND ($4::text IS NULL OR (split_part(e.resource, '/', 1) = 'datasets'"
-              "      AND split_part(e.resource, '/', 2) = $4))"
-              " AND ($5::text IS NULL OR e.action = $5)"
-              " AND ($6::text IS NULL OR e.decision = $6)"
-              " ORDER BY e.seq LIMIT $7::bigint";
+        sql = "SELECT e.seq, e.canon, encode(e.hash, 'hex'), " TS_US_SQL(
+            "e.ts") ", e.principal, e.action, e.resource, e.decision, e.status,"
+                    " c.seq, c.hash, c.ts, c.key_id, c.signature"
+                    " FROM audit_events e LEFT JOIN audit_checkpoints c ON c.seq = e.seq"
+                    " WHERE ($1::timestamptz IS NULL OR e.ts >= $1::timestamptz)"
+                    " AND ($2::timestamptz IS NULL OR e.ts < $2::timestamptz)"
+                    " AND ($3::text IS NULL OR e.principal = $3)"
+                    " AND ($4::text IS NULL OR (split_part(e.resource, '/', 1) = 'datasets'"
+                    "      AND split_part(e.resource, '/', 2) = $4))"
+                    " AND ($5::text IS NULL OR e.action = $5)"
+                    " AND ($6::text IS NULL OR e.decision = $6)"
+                    " ORDER BY e.seq LIMIT $7::bigint";
     }
     if (!PQsendQueryParams(c, sql, 7, NULL, params, NULL, NULL, 0) || !PQsetSingleRowMode(c))
         return pgfail(err, c, NULL, "audit read");
@@ -305,8 +434,7 @@ db_audit_close(db_audit_stream *s)
 }
 
 sl_code
-db_checkpoints_json(PGconn *c, int64_t since_seq, int limit, json_t **items, int *more,
-                    sl_err *err)
+db_checkpoints_json(PGconn *c, int64_t since_seq, int limit, json_t **items, int *more, sl_err *err)
 {
     char since[24], lim[16];
     const char *params[2] = {since, lim};
@@ -329,10 +457,9 @@ db_checkpoints_json(PGconn *c, int64_t since_seq, int limit, json_t **items, int
     for (i = 0; i < rows; i++)
         json_array_append_new(*items,
                               json_pack("{s:I, s:s, s:s, s:s, s:s}", "seq",
-                                        (json_int_t)strtoll(PQgetvalue(r, i, 0), NULL, 10),
-                                        "hash", PQgetvalue(r, i, 1), "ts", PQgetvalue(r, i, 2),
-                                        "key_id", PQgetvalue(r, i, 3), "signature",
-                                        PQgetvalue(r, i, 4)));
+                                        (json_int_t)strtoll(PQgetvalue(r, i, 0), NULL, 10), "hash",
+                                        PQgetvalue(r, i, 1), "ts", PQgetvalue(r, i, 2), "key_id",
+                                        PQgetvalue(r, i, 3), "signature", PQgetvalue(r, i, 4)));
     PQclear(r);
     return SL_OK;
 }

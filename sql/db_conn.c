@@ -63,6 +63,14 @@ db_connect(const char *conninfo, int as_gateway, PGconn **out, sl_err *err)
     return SL_OK;
 }
 
+void
+db_rollback(PGconn *c)
+{
+    PGresult *r = PQexecParams(c, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0);
+
+    PQclear(r);
+}
+
 static sl_code
 schema_version(PGconn *c, int *version, sl_err *err)
 {
@@ -109,7 +117,7 @@ apply(PGconn *c, const db_migration *m, sl_err *err)
     if (rc == SL_OK)
         rc = db_exec(c, "COMMIT", err);
     else
-        (void)db_exec(c, "ROLLBACK", NULL);
+        db_rollback(c);
     return rc;
 }
 
@@ -138,8 +146,8 @@ db_migrate(const char *conninfo, int *applied, sl_err *err)
         goto out;
     if (version > known) {
         rc = sl_err_set(err, SL_ECONFLICT,
-                        "database schema version %d is newer than this sluice knows (%d)",
-                        version, known);
+                        "database schema version %d is newer than this sluice knows (%d)", version,
+                        known);
         goto out;
     }
     for (i = 0; i < db_migration_count; i++) {
@@ -247,8 +255,8 @@ db_acquire(db_pool *p, int timeout_ms, PGconn **out, sl_err *err)
 void
 db_release(db_pool *p, PGconn *c, int broken)
 {
-    if (c != NULL && (broken || PQstatus(c) != CONNECTION_OK ||
-                      PQtransactionStatus(c) != PQTRANS_IDLE)) {
+    if (c != NULL &&
+        (broken || PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE)) {
         PQfinish(c);
         c = NULL;
     }

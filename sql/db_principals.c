@@ -7,7 +7,7 @@
 
 #include "db.h"
 
-#define TS_SQL(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+#define TS_SQL(col)   "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 #define EPOCH_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 
 /* Runs a parameterised query; returns the result or NULL with err set (result cleared). */
@@ -77,7 +77,7 @@ db_principal_insert(PGconn *c, const char *name, const char *kind, const json_t 
     return rc;
 }
 
-#define PRINCIPAL_COLS                                                                             \
+#define PRINCIPAL_COLS \
     "id, name, kind, roles::text, attributes::text, disabled, " EPOCH_US("created_at")
 
 static void
@@ -103,8 +103,8 @@ db_principal_get(PGconn *c, const char *name, db_principal *out, sl_err *err)
     const char *params[1] = {name};
     PGresult *r;
 
-    r = query(c, "SELECT " PRINCIPAL_COLS " FROM principals WHERE name = $1", 1, params, NULL,
-              NULL, PGRES_TUPLES_OK, err);
+    r = query(c, "SELECT " PRINCIPAL_COLS " FROM principals WHERE name = $1", 1, params, NULL, NULL,
+              PGRES_TUPLES_OK, err);
     if (r == NULL)
         return SL_EUNAVAIL;
     if (PQntuples(r) != 1) {
@@ -128,8 +128,7 @@ db_principal_list(PGconn *c, const char *after, int limit, db_principal **out, i
     *out = NULL;
     *n = *more = 0;
     snprintf(lim, sizeof lim, "%d", limit + 1);
-    r = query(c,
-              "SELECT " PRINCIPAL_COLS " FROM principals WHERE name > $1 ORDER BY name LIMIT $2",
+    r = query(c, "SELECT " PRINCIPAL_COLS " FROM principals WHERE name > $1 ORDER BY name LIMIT $2",
               2, params, NULL, NULL, PGRES_TUPLES_OK, err);
     if (r == NULL)
         return SL_EUNAVAIL;
@@ -200,8 +199,8 @@ db_admin_count_except(PGconn *c, int64_t except_id, int64_t *n, sl_err *err)
 }
 
 sl_code
-db_token_insert(PGconn *c, const char *token_id, int64_t principal_id,
-                const unsigned char hash[32], int64_t expires_us, sl_err *err)
+db_token_insert(PGconn *c, const char *token_id, int64_t principal_id, const unsigned char hash[32],
+                int64_t expires_us, sl_err *err)
 {
     char pid[24], exp[32];
     const char *params[4] = {token_id, pid, (const char *)hash, exp};
@@ -257,8 +256,8 @@ db_token_get(PGconn *c, const char *token_id, db_token *out, sl_err *err)
     PGresult *r;
 
     r = query(c,
-              "SELECT principal_id, encode(hash, 'hex'), " EPOCH_US("expires_at")
-              ", revoked_at IS NOT NULL FROM tokens WHERE token_id = $1",
+              "SELECT principal_id, encode(hash, 'hex'), " EPOCH_US(
+                  "expires_at") ", revoked_at IS NOT NULL FROM tokens WHERE token_id = $1",
               1, params, NULL, NULL, PGRES_TUPLES_OK, err);
     if (r == NULL)
         return SL_EUNAVAIL;
@@ -275,20 +274,47 @@ db_token_get(PGconn *c, const char *token_id, db_token *out, sl_err *err)
     return SL_OK;
 }
 
+#define AUTH_SQL                                                                                   \
+    "SELECT p.id, p.name, p.kind, p.roles::text, p.attributes::text, p.disabled, " EPOCH_US(       \
+        "p.created_at") ", encode(t.hash, 'hex'), " EPOCH_US("t.expires_at") ", t.revoked_at IS "  \
+                                                                             "NOT NULL"            \
+                                                                             " FROM tokens t "     \
+                                                                             "JOIN principals p "  \
+                                                                             "ON p.id = "          \
+                                                                             "t.principal_id "     \
+                                                                             "WHERE t.token_id = " \
+                                                                             "$1"
+
+/* The lookup of every authenticated request: prepared once per connection. */
+static PGresult *
+auth_query(PGconn *c, const char *token_id)
+{
+    const char *params[1] = {token_id};
+    PGresult *r = PQexecPrepared(c, "sl_auth", 1, params, NULL, NULL, 0);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+
+    if (PQresultStatus(r) == PGRES_FATAL_ERROR && state != NULL && strcmp(state, "26000") == 0) {
+        PQclear(r);
+        r = PQprepare(c, "sl_auth", AUTH_SQL, 1, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            return r;
+        PQclear(r);
+        r = PQexecPrepared(c, "sl_auth", 1, params, NULL, NULL, 0);
+    }
+    return r;
+}
+
 sl_code
 db_auth_lookup(PGconn *c, const char *token_id, db_token *tok, db_principal *p, sl_err *err)
 {
-    const char *params[1] = {token_id};
-    PGresult *r;
+    PGresult *r = auth_query(c, token_id);
 
-    r = query(c,
-              "SELECT p.id, p.name, p.kind, p.roles::text, p.attributes::text, p.disabled, "
-              EPOCH_US("p.created_at") ", encode(t.hash, 'hex'), " EPOCH_US("t.expires_at")
-              ", t.revoked_at IS NOT NULL"
-              " FROM tokens t JOIN principals p ON p.id = t.principal_id WHERE t.token_id = $1",
-              1, params, NULL, NULL, PGRES_TUPLES_OK, err);
-    if (r == NULL)
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        sl_err_set(err, SL_EUNAVAIL, "database unavailable");
+        sl_err_detail(err, "auth lookup: %s", PQresultErrorMessage(r));
+        PQclear(r);
         return SL_EUNAVAIL;
+    }
     if (PQntuples(r) != 1) {
         PQclear(r);
         return sl_err_set(err, SL_ENOTFOUND, "no such token");
@@ -350,18 +376,18 @@ db_tokens_json(PGconn *c, int64_t principal_id, json_t **out, sl_err *err)
 
     snprintf(pid, sizeof pid, "%lld", (long long)principal_id);
     r = query(c,
-              "SELECT token_id, " TS_SQL("created_at") ", " TS_SQL("expires_at")
-              ", revoked_at IS NOT NULL FROM tokens WHERE principal_id = $1 ORDER BY created_at",
+              "SELECT token_id, " TS_SQL("created_at") ", " TS_SQL(
+                  "expires_at") ", revoked_at IS NOT NULL FROM tokens WHERE principal_id = $1 "
+                                "ORDER BY created_at",
               1, params, NULL, NULL, PGRES_TUPLES_OK, err);
     if (r == NULL)
         return SL_EUNAVAIL;
     *out = json_array();
     for (i = 0; i < PQntuples(r); i++)
-        json_array_append_new(*out, json_pack("{s:s, s:s, s:s, s:b}", "token_id",
-                                              PQgetvalue(r, i, 0), "created_at",
-                                              PQgetvalue(r, i, 1), "expires_at",
-                                              PQgetvalue(r, i, 2), "revoked",
-                                              PQgetvalue(r, i, 3)[0] == 't'));
+        json_array_append_new(
+            *out, json_pack("{s:s, s:s, s:s, s:b}", "token_id", PQgetvalue(r, i, 0), "created_at",
+                            PQgetvalue(r, i, 1), "expires_at", PQgetvalue(r, i, 2), "revoked",
+                            PQgetvalue(r, i, 3)[0] == 't'));
     PQclear(r);
     return SL_OK;
 }
@@ -390,8 +416,8 @@ db_wrapped_key_get(PGconn *c, const char *purpose, int *master_version, unsigned
     }
     {
         const unsigned char *v = (const unsigned char *)PQgetvalue(r, 0, 0);
-        *master_version = (int)((uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 |
-                                (uint32_t)v[2] << 8 | v[3]);
+        *master_version =
+            (int)((uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 | v[3]);
     }
     *len = (size_t)PQgetlength(r, 0, 1);
     *blob = sl_xmalloc(*len);

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# scripts/bench.sh: the benchmarks of tests/bench/, each next to a peer measured on this
+# machine in the same run (as root; about 2-3 minutes):
+#   (a) bench_audit: audit events/s through the writer vs a plain COPY of the same rows
+#   (b) bench_whoami.sh: authenticated, audited GET /v1/whoami over HTTPS vs nginx
+#       serving a 1 KiB file over HTTPS (wrk, 64 keep-alive connections)
+# Builds a release with the benchmarks into build/ (the directory of scripts/build.sh)
+# and prints both ratios at the end. Not run by ctest or CI.
+#   BENCH_EVENTS, BENCH_THREADS   bench_audit's --events and --threads (200000, 64)
+#   BENCH_DURATION                wrk's duration per side (20s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+[ "$(id -u)" -eq 0 ] || { echo "bench.sh: run as root" >&2; exit 1; }
+scripts/deps.sh --bench
+audit_dir=$(mktemp -d /tmp/slba-XXXX)
+logs=$(mktemp -d /tmp/slbl-XXXX)
+# shellcheck disable=SC2317  # called by the EXIT trap
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  # bench_audit stops its cluster itself; this is for an interrupted run
+  if [ -f "$audit_dir/pg/data/postmaster.pid" ]; then
+    runuser -u sluice -- /usr/lib/postgresql/15/bin/pg_ctl -D "$audit_dir/pg/data" \
+      -m immediate -w stop >/dev/null 2>&1 || true
+  fi
+  rm -rf "$audit_dir" "$logs"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Same build directory as the "release" preset; SLUICE_BENCH=ON only adds targets.
+echo "== building a release with the benchmarks in build/"
+if ! { cmake -S . -B build -G "Unix Makefiles" -DCMAKE_BUILD_TYPE=Release -DSLUICE_BENCH=ON -DSLUICE_TESTS=OFF &&
+  cmake --build build -j"$(nproc)"; } >"$logs/build.log" 2>&1; then
+  tail -n 40 "$logs/build.log" >&2
+  echo "bench.sh: the build failed" >&2
+  exit 1
+fi
+
+echo "== (a) audit writer vs COPY"
+build/bin/sluice init --data-dir "$audit_dir" >/dev/null 2>"$logs/init.log" ||
+  { cat "$logs/init.log" >&2; exit 1; }
+fail=0
+build/bin/bench_audit "$audit_dir" --events "${BENCH_EVENTS:-200000}" \
+  --threads "${BENCH_THREADS:-64}" | tee "$logs/audit.txt" || fail=1
+
+echo "== (b) GET /v1/whoami vs nginx"
+SLUICE_BIN="$repo/build/bin/sluice" tests/bench/bench_whoami.sh | tee "$logs/whoami.txt" ||
+  fail=1
+
+echo "== summary ($(nproc) cores, $(uname -r))"
+grep '^audit writer:' "$logs/audit.txt" || echo "audit writer: no result"
+grep '^whoami (audited)' "$logs/whoami.txt" || echo "whoami: no result"
+[ "$fail" -eq 0 ] || echo "bench.sh: a benchmark failed (see above)" >&2
+exit "$fail"

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# scripts/quickstart.sh [--walk-only] [DATA_DIR]
+# Installs what is missing, builds, initialises a data directory (./sluice-data unless
+# given) with its embedded PostgreSQL, serves the gateway, and walks through a short
+# real scenario with the CLI: who am I; an owner, a trainer and an auditor are created;
+# the auditor reads and verifies the audit trail, also offline. Then it keeps serving
+# until Ctrl-C, or with --walk-only stops the gateway after the walk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+walk_only=0
+dir=""
+for a in "$@"; do
+  case "$a" in
+    --walk-only) walk_only=1 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -*) echo "quickstart: unknown option $a" >&2; exit 2 ;;
+    *) dir="$a" ;;
+  esac
+done
+dir=${dir:-$repo/sluice-data}
+listen=${SLUICE_LISTEN:-127.0.0.1:8443}
+
+scripts/build.sh
+bin=$repo/build/bin/sluice
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+# As root, PostgreSQL runs as the unprivileged user `sluice`; it must reach the data
+# directory. A checkout under a private home (mode 0700) cannot be reached: use a
+# directory of the system instead, and say so.
+parent=$(dirname "$(realpath -m "$dir")")
+if [ "$(id -u)" -eq 0 ] && [ ! -e "$dir/config.json" ]; then
+  mkdir -p "$parent"
+  if ! runuser -u sluice -- test -x "$parent" 2>/dev/null; then
+    echo "quickstart: user sluice cannot reach $parent; using /var/lib/sluice-quickstart instead" >&2
+    mkdir -p /var/lib/sluice-quickstart && chmod 0711 /var/lib/sluice-quickstart
+    dir=/var/lib/sluice-quickstart/data
+  fi
+fi
+
+if [ ! -e "$dir/config.json" ]; then
+  step "sluice init: keys, TLS certificate, embedded PostgreSQL, schema, first admin"
+  run "$bin" init --data-dir "$dir" --listen "$listen" >/dev/null
+  echo "(the admin token was printed once and is kept in $dir/admin.token, mode 0600)"
+else
+  step "using the existing data directory $dir"
+fi
+
+step "sluice serve"
+log="$dir/serve.log"
+"$bin" serve --data-dir "$dir" >>"$log" 2>&1 &
+pid=$!
+stop() {
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid"
+    wait "$pid" || true
+  fi
+}
+trap 'stop; exit 130' INT TERM
+trap stop EXIT
+export SLUICE_ADDR="https://$listen" SLUICE_CACERT="$dir/tls/cert.pem"
+export SLUICE_TOKEN
+SLUICE_TOKEN=$(cat "$dir/admin.token")
+for _ in $(seq 1 150); do
+  if curl -fsS --cacert "$SLUICE_CACERT" "$SLUICE_ADDR/healthz" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "quickstart: the gateway exited; its log:" >&2; tail -20 "$log" >&2; exit 1
+  fi
+  sleep 0.2
+done
+curl -fsS --cacert "$SLUICE_CACERT" "$SLUICE_ADDR/readyz"; echo
+echo "gateway pid $pid on $SLUICE_ADDR (log: $log)"
+
+step "the admin: who am I?"
+run "$bin" whoami
+
+make_principal() { # name role attributes...
+  local name=$1 role=$2; shift 2
+  if "$bin" principal show "$name" >/dev/null 2>&1; then
+    echo "($name exists already)"
+    "$bin" principal token "$name" --ttl 86400 | sed -n 's/^token:  *//p'
+  else
+    "$bin" principal create "$name" --role "$role" "$@" 2>/dev/null | sed -n 's/^token:  *//p'
+  fi
+}
+step "an owner, a trainer and an auditor"
+echo '$ sluice principal create alice --role owner --attr department=research'
+owner_token=$(make_principal alice owner --attr department=research)
+echo '$ sluice principal create bob --role trainer --attr department=research --attr employment=staff'
+trainer_token=$(make_principal bob trainer --attr department=research --attr employment=staff)
+echo '$ sluice principal create carol --role auditor'
+auditor_token=$(make_principal carol auditor)
+run "$bin" principal list
+
+step "the trainer, bob: who am I, and what may I not do"
+SLUICE_TOKEN=$trainer_token run "$bin" whoami
+echo '$ sluice principal list    (as bob: refused, and audited)'
+SLUICE_TOKEN=$trainer_token "$bin" principal list || true
+echo '$ sluice whoami            (with a wrong token: refused, and audited)'
+SLUICE_TOKEN="slc_0000000000000000_$(printf '0%.0s' $(seq 64))" "$bin" whoami || true
+: "$owner_token"
+
+step "the auditor, carol: the trail, its verification, offline too"
+export SLUICE_TOKEN=$auditor_token
+echo '$ sluice audit export --format csv | tail -4'
+"$bin" audit export --format csv | cut -d, -f1,2,4,5,7,10 | tail -4
+run "$bin" audit verify
+work=$(mktemp -d)
+run "$bin" audit export --out "$work/trail.jsonl"
+"$bin" keys public --output json >"$work/keys.json"
+run "$bin" audit verify --file "$work/trail.jsonl" --public-key "$work/keys.json"
+echo "(offline: no server involved; a one-byte change to $work/trail.jsonl makes it fail)"
+rm -rf "$work"
+
+if [ "$walk_only" -eq 1 ]; then
+  step "walk done; stopping the gateway (--walk-only)"
+  stop
+  trap - EXIT
+  exit 0
+fi
+step "serving on $SLUICE_ADDR until Ctrl-C"
+echo "export SLUICE_ADDR=$SLUICE_ADDR SLUICE_CACERT=$SLUICE_CACERT SLUICE_TOKEN=\$(cat $dir/admin.token)"
+wait "$pid"
