@@ -409,7 +409,7 @@ writer_main(void *arg)
             gw_metrics_observe(gw_stats.audit_lat, &gw_stats.audit_lat_sum_us,
                                (sl_mono_ns() - t0) / 1000);
         } else {
-            struct timespec ts = {0, (long)backoff_ms * 1000000L};
+            struct timespec ts = {backoff_ms / 1000, (long)(backoff_ms % 1000) * 1000000L};
             atomic_fetch_add(&gw_stats.audit_failures, 1);
             sl_warn("audit trail: could not commit %zu events: %s (%s)", n, err.msg, err.detail);
             if (a->conn != NULL && PQstatus(a->conn) != CONNECTION_OK) {
@@ -417,8 +417,7 @@ writer_main(void *arg)
                 a->conn = NULL;
             }
             nanosleep(&ts, NULL);
-            if (backoff_ms < 1000)
-                backoff_ms *= 2;
+            backoff_ms = backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2;
             pthread_mutex_lock(&a->lock);
             if (a->stopping == 2) { /* drain time is over */
                 pthread_mutex_unlock(&a->lock);

@@ -283,6 +283,11 @@ gw_h_principal_patch(gw_req *r)
         gw_reply_err(r, &err);
         goto out;
     }
+    /* changes to admins one at a time, so two cannot each leave the other as the last */
+    if ((rc = db_lock_admins(c, &err)) != SL_OK) {
+        gw_reply_err(r, &err);
+        goto out;
+    }
     if (!path_principal(r, c, &p, &err))
         goto out;
     /* never leave the gateway without an enabled admin */

@@ -32,6 +32,35 @@ depth_ok(const json_t *v, int depth)
     return 1;
 }
 
+/* What went wrong, in our words: jansson's own text quotes the input, which may be a
+ * secret or a dataset value, and must never reach an answer or the trail. */
+static const char *
+parse_error(const json_error_t *je)
+{
+    switch (json_error_code(je)) {
+    case json_error_premature_end_of_input:
+        return "premature end of input";
+    case json_error_end_of_input_expected:
+        return "unexpected data after the document";
+    case json_error_invalid_utf8:
+        return "invalid UTF-8";
+    case json_error_null_character:
+        return "NUL character in a string";
+    case json_error_null_byte_in_key:
+        return "NUL character in a key";
+    case json_error_duplicate_key:
+        return "duplicate key";
+    case json_error_numeric_overflow:
+        return "number out of range";
+    case json_error_stack_overflow:
+        return "nesting too deep";
+    case json_error_invalid_format:
+        return "not a JSON value";
+    default:
+        return "invalid syntax";
+    }
+}
+
 sl_code
 gw_json_parse_object(const char *body, size_t len, json_t **out, sl_err *err)
 {
@@ -71,8 +100,9 @@ gw_json_parse_object(const char *body, size_t len, json_t **out, sl_err *err)
     }
     v = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (v == NULL)
-        return sl_err_set(err, SL_EBADREQ, "request body is not valid JSON: %.80s at line %d",
-                          je.text, je.line);
+        return sl_err_set(err, SL_EBADREQ,
+                          "request body is not valid JSON: %s at line %d, column %d",
+                          parse_error(&je), je.line, je.column);
     if (!json_is_object(v)) {
         json_decref(v);
         return sl_err_set(err, SL_EBADREQ, "request body must be a JSON object");

@@ -6,6 +6,7 @@
  * audit event; answered requests get theirs committed before the answer is queued.
  */
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -597,10 +598,74 @@ client_addr(gw_req *r)
                   sizeof r->client);
 }
 
+/* Per connection: how many request lines libmicrohttpd handed us. */
+typedef struct {
+    long requests;
+} conn_state;
+
+static void
+note_request(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+    if (ci != NULL && ci->socket_context != NULL)
+        ((conn_state *)ci->socket_context)->requests++;
+}
+
+static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn);
+
+/*
+ * A connection that closes before libmicrohttpd handed us any request line sent
+ * something it refused (a request line that is not HTTP, an unknown version, a URI over
+ * its limit), or nothing at all, or failed its TLS handshake. It gets one event too:
+ * nothing reaches sluice unrecorded.
+ */
+static void
+connection_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                  enum MHD_ConnectionNotificationCode code)
+{
+    gw_server *s = cls;
+    conn_state *cs = *socket_context;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = sl_xcalloc(1, sizeof(conn_state));
+        return;
+    }
+    if (cs == NULL)
+        return;
+    if (cs->requests == 0 && !atomic_load(&s->stopping)) {
+        gw_req *r = uri_log(s, "", conn);
+        snprintf(r->method, sizeof r->method, "?");
+        snprintf(r->resource, sizeof r->resource, "(connection)");
+        snprintf(r->action, sizeof r->action, "http.connection");
+        request_id(r);
+        client_addr(r);
+        gw_reason(r, "connection closed without a request sluice could read: not HTTP, an "
+                     "unsupported version, a request line over the limit, a failed TLS "
+                     "handshake, or nothing sent");
+        gw_audit_post(s->audit, build_event(r));
+        sl_buf_free(&r->body);
+        sl_buf_free(&r->out);
+        free(r);
+        atomic_fetch_sub(&s->active, 1);
+    }
+    free(cs);
+    *socket_context = NULL;
+}
+
 static void *
 uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
 {
+    static _Thread_local int niced;
     gw_server *s = cls;
+
+    /* Connection threads yield to the audit writer: every answer waits on its commits. */
+    if (!niced) {
+        niced = 1;
+        if (setpriority(PRIO_PROCESS, (id_t)gettid(), 5) != 0)
+            sl_debug("could not lower a connection thread's priority");
+    }
     gw_req *r = sl_xcalloc(1, sizeof *r);
     const char *q = strchr(uri, '?');
     size_t n = q ? (size_t)(q - uri) : strlen(uri);
@@ -608,6 +673,8 @@ uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
     r->srv = s;
     r->conn = conn;
     r->t0_ns = sl_mono_ns();
+    if (uri[0] != '\0')
+        note_request(conn);
     r->route_index = ROUTE_UNKNOWN;
     sl_buf_init(&r->body, SL_MAX_JSON_BODY);
     sl_buf_init(&r->out, SIZE_MAX / 2);
@@ -615,6 +682,10 @@ uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
         r->path_bad = 1;
         n = SL_MAX_PATH;
     }
+    /* libmicrohttpd decodes %00 into a NUL that would silently cut the path or a query
+     * value (GET /v1/principals/a%00b would name "a"): refuse it outright */
+    if (strstr(uri, "%00") != NULL)
+        r->path_bad = 1;
     clean_into(r->resource, sizeof r->resource, "");
     {
         char raw[SL_MAX_PATH + 1];
@@ -816,13 +887,39 @@ content_type_json(gw_req *r)
            (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
+typedef struct {
+    const char *name;
+    int n;
+} counter;
+
+static enum MHD_Result
+count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    counter *c = cls;
+
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, c->name) == 0)
+        c->n++;
+    return MHD_YES;
+}
+
+static int
+header_count(struct MHD_Connection *conn, const char *name)
+{
+    counter c = {name, 0};
+
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &c);
+    return c.n;
+}
+
 static enum MHD_Result
 access_handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                const char *version, const char *upload_data, size_t *upload_data_size,
                void **req_cls)
 {
     gw_req *r = *req_cls;
-    const char *cl;
+    const char *cl, *te;
 
     (void)cls;
     (void)version;
@@ -836,7 +933,8 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
         request_id(r);
         client_addr(r);
         if (r->path_bad || strlen(url) > SL_MAX_PATH || !sl_utf8_valid(url, strlen(url))) {
-            gw_reply_error(r, SL_EBADREQ, "request path is too long or not valid UTF-8");
+            gw_reply_error(r, SL_EBADREQ,
+                           "request path is too long, not valid UTF-8, or holds a NUL");
             return finish(r);
         }
         snprintf(r->path, sizeof r->path, "%s", url);
@@ -846,7 +944,22 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
             clean_into(r->resource, sizeof r->resource,
                        strncmp(r->path, "/v1/", 4) == 0 ? r->path + 4 : r->path + 1);
         }
+        /* ambiguous framing is how requests are smuggled: refuse it (RFC 9112 6.3) */
+        if (header_count(conn, MHD_HTTP_HEADER_CONTENT_LENGTH) > 1 ||
+            header_count(conn, MHD_HTTP_HEADER_TRANSFER_ENCODING) > 1) {
+            gw_reply_error(r, SL_EBADREQ, "repeated Content-Length or Transfer-Encoding");
+            return finish(r);
+        }
+        te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        if (te != NULL && strcasecmp(te, "chunked") != 0) {
+            gw_reply_error(r, SL_EBADREQ, "only the chunked transfer coding is accepted");
+            return finish(r);
+        }
         cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl != NULL && te != NULL) {
+            gw_reply_error(r, SL_EBADREQ, "both Content-Length and Transfer-Encoding given");
+            return finish(r);
+        }
         if (cl != NULL) {
             int64_t len;
             if (sl_parse_i64(cl, 0, INT64_MAX, &len) != SL_OK) {
@@ -930,7 +1043,9 @@ completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         }
         r->status = 0;
         r->out.len = 0;
-        gw_reason(r, "no answer from sluice: %s before the request was complete",
+        gw_reason(r,
+                  "refused by the HTTP layer (its own answer, e.g. 400, 413, 414 or 431) or "
+                  "abandoned by the client: %s",
                   (unsigned)toe < sizeof why / sizeof why[0] ? why[toe] : "terminated");
         gw_audit_post(s->audit, build_event(r));
     }
@@ -1076,8 +1191,8 @@ gw_serve(gw_config *cfg)
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(SL_MAX_HEADER_BYTES + 16 * 1024),
         MHD_OPTION_URI_LOG_CALLBACK, uri_log, s, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
-        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-        NULL, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, connection_notify, s, MHD_OPTION_THREAD_STACK_SIZE,
+        (size_t)(1024 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (s->daemon == NULL) {
         sl_err_set(&err, SL_EIO, "could not start the HTTPS server on %s", cfg->listen);
         goto out;

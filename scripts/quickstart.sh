@@ -26,7 +26,7 @@ scripts/build.sh
 bin=$repo/build/bin/sluice
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+run() { local shown=("$@"); [ "${shown[0]}" = "$bin" ] && shown[0]=sluice; printf '$ %s\n' "${shown[*]}"; "$@"; }
 
 # As root, PostgreSQL runs as the unprivileged user `sluice`; it must reach the data
 # directory. A checkout under a private home (mode 0700) cannot be reached: use a

@@ -78,6 +78,8 @@ void db_principal_list_free(db_principal *list, int n);
 /* Changes what is not NULL / not negative. */
 sl_code db_principal_update(PGconn *c, int64_t id, const json_t *roles, const json_t *attributes,
                             int disabled, sl_err *err) SL_WUR;
+/* Serialises changes that could remove the last admin (inside the caller's transaction). */
+sl_code db_lock_admins(PGconn *c, sl_err *err) SL_WUR;
 /* Enabled principals holding the role `admin` other than `except_id`. */
 sl_code db_admin_count_except(PGconn *c, int64_t except_id, int64_t *n, sl_err *err) SL_WUR;
 

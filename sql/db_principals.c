@@ -180,6 +180,18 @@ db_principal_update(PGconn *c, int64_t id, const json_t *roles, const json_t *at
 }
 
 sl_code
+db_lock_admins(PGconn *c, sl_err *err)
+{
+    PGresult *r = query(c, "SELECT pg_advisory_xact_lock(1936482660)", 0, NULL, NULL, NULL,
+                        PGRES_TUPLES_OK, err);
+
+    if (r == NULL)
+        return SL_EUNAVAIL;
+    PQclear(r);
+    return SL_OK;
+}
+
+sl_code
 db_admin_count_except(PGconn *c, int64_t except_id, int64_t *n, sl_err *err)
 {
     char ids[24];

@@ -1,0 +1,247 @@
+"""
+tests/integration/test_resilience.py: the gateway when its PostgreSQL goes away and
+comes back, and when it is stopped with requests in flight.
+
+- PostgreSQL stopped under a running gateway: /readyz 503; whoami, an unauthenticated
+  request and POST /v1/principals answer 503 `unavailable` within the audit bound and
+  carry no data; the principal is not created; the audit writer backs off instead of
+  spinning; PostgreSQL started again: the same gateway (no restart) is ready and serves
+  within 15 s, the 503 answers are in the trail (status 503, exactly once each) and the
+  trail verifies.
+- SIGTERM with whoami loops in flight: exit status 0 within 30 s, every answered request
+  is in the trail, and the embedded PostgreSQL is stopped (no postmaster.pid).
+
+Run: SLUICE_BIN=.../bin/sluice /usr/bin/python3 -m unittest -v test_resilience
+"""
+import collections
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Server  # noqa: E402
+
+
+AUDIT_BOUND_MS = 1000
+
+
+def metric(text, name):
+    m = re.search(r"^%s(?:\{[^}]*\})? ([0-9.e+-]+)$" % re.escape(name), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def proc_cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def poll(fn, timeout, interval=0.2):
+    """Calls fn until it returns a true value or timeout passes; returns the last value."""
+    deadline = time.time() + timeout
+    v = None
+    while True:
+        try:
+            v = fn()
+        except OSError:
+            v = None
+        if v or time.time() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+class OutageTest(unittest.TestCase):
+    srv = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(serve_args=["--audit-bound-ms", str(AUDIT_BOUND_MS)])
+        try:
+            cls.srv.start()
+        except Exception:
+            cls.srv.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.srv is not None:
+            cls.srv.close()
+
+    def setUp(self):
+        # each test starts with a working database, whatever the last one left
+        if not os.path.exists(os.path.join(self.srv.dir, "pg", "data", "postmaster.pid")):
+            self.srv.pg_ctl("start")
+        poll(lambda: self.srv.request("GET", "/readyz", token=None).status == 200, 20)
+
+    def unavailable(self, r, what):
+        self.assertEqual(r.status, 503, (what, r))
+        j = r.json()
+        self.assertEqual(set(j), {"error"}, (what, j))
+        self.assertEqual(j["error"]["code"], "unavailable", (what, j))
+        self.assertEqual(j["error"]["request_id"], r.header("X-Request-Id"))
+        for leak in (b"admin", b"roles", b"attributes", b"token", b"slc_"):
+            self.assertNotIn(leak, r.body, (what, r))
+
+    def test_outage_fails_closed_and_recovers(self):
+        srv = self.srv
+        self.assertEqual(srv.request("GET", "/v1/whoami").status, 200)
+        self.assertEqual(srv.request("POST", "/v1/principals", body={"name": "before", "roles": ["trainer"]}).status, 201)
+        failures_before = metric(srv.request("GET", "/metrics").body.decode(), "sluice_audit_commit_failures_total")
+        v = srv.request("GET", "/v1/audit/verify").json()
+        self.assertTrue(v["ok"], v)
+        gw_pid = srv.proc.pid
+
+        self.assertEqual(srv.pg_ctl("stop"), 0, "could not stop the embedded PostgreSQL")
+        self.assertFalse(os.path.exists(os.path.join(srv.dir, "pg", "data", "postmaster.pid")))
+
+        # readiness says so at once; liveness stays
+        self.assertTrue(poll(lambda: srv.request("GET", "/readyz", token=None).status == 503, 5),
+                        "/readyz did not turn 503 with PostgreSQL stopped")
+        r = srv.request("GET", "/readyz", token=None)
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(srv.request("GET", "/healthz", token=None).status, 200)
+
+        outage = {}
+        # an authenticated read: 503 within the bound (plus the pool's acquire wait), no data
+        for tag, method, path, token, body in (
+                ("whoami", "GET", "/v1/whoami", "admin", None),
+                ("whoami-noauth", "GET", "/v1/whoami", None, None),
+                ("whoami-2", "GET", "/v1/whoami", "admin", None),
+                ("create", "POST", "/v1/principals", "admin", {"name": "during-outage", "kind": "user",
+                                                                "roles": ["admin"], "attributes": {}}),
+                ("list", "GET", "/v1/principals", "admin", None),
+                ("unknown-path", "GET", "/v1/nowhere", "admin", None)):
+            rid = "outage-%s-%s" % (tag, secrets.token_hex(4))
+            t0 = time.time()
+            r = srv.request(method, path, token=token, body=body, headers={"X-Request-Id": rid})
+            took = time.time() - t0
+            self.unavailable(r, tag)
+            self.assertEqual(r.header("X-Request-Id"), rid)
+            self.assertLess(took, AUDIT_BOUND_MS / 1000 + 4, "%s took %.1f s to fail" % (tag, took))
+            outage[rid] = tag
+        self.assertIsNone(srv.proc.poll(), "the gateway died with its database")
+
+        # the database comes back; the same gateway process recovers by itself
+        self.assertEqual(srv.pg_ctl("start"), 0, "could not start the embedded PostgreSQL")
+        t0 = time.time()
+        ready = poll(lambda: srv.request("GET", "/readyz", token=None).status == 200, 15)
+        self.assertTrue(ready, "/readyz not 200 within 15 s of PostgreSQL returning")
+        ok = poll(lambda: srv.request("GET", "/v1/whoami").status == 200, max(1, 15 - (time.time() - t0)))
+        self.assertTrue(ok, "whoami not 200 within 15 s of PostgreSQL returning")
+        self.assertEqual(srv.proc.pid, gw_pid)
+        self.assertIsNone(srv.proc.poll())
+
+        # the refused creation did not happen
+        r = srv.request("GET", "/v1/principals/during-outage")
+        self.assertEqual(r.status, 404, r)
+        self.assertEqual(srv.psql("SELECT count(*) FROM principals WHERE name = 'during-outage'"), "0")
+        self.assertEqual(srv.request("GET", "/v1/principals/before").status, 200)
+
+        # every 503 is in the trail, once, as a 503, written when the database returned
+        def all_there():
+            ids = [e["request_id"] for e in srv.events()]
+            return all(rid in ids for rid in outage)
+        self.assertTrue(poll(all_there, 10), "the 503 answers of the outage are not all in the trail")
+        by_rid = collections.defaultdict(list)
+        for e in srv.events():
+            by_rid[e["request_id"]].append(e)
+        for rid, tag in outage.items():
+            self.assertEqual(len(by_rid[rid]), 1, (tag, by_rid[rid]))
+            ev = by_rid[rid][0]
+            self.assertEqual(ev["status"], 503, (tag, ev))
+            self.assertEqual(ev["decision"], "error", (tag, ev))
+            self.assertEqual(ev["bytes"], 0, (tag, ev))
+        v = srv.request("GET", "/v1/audit/verify").json()
+        self.assertTrue(v["ok"], v)
+        self.assertIsNone(v["first_bad_seq"], v)
+        seqs = [e["seq"] for e in srv.events()]
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
+        text = srv.request("GET", "/metrics").body.decode()
+        self.assertGreater(metric(text, "sluice_audit_commit_failures_total"), failures_before)
+        self.assertEqual(metric(text, "sluice_audit_queue_depth"), 0)
+
+    def test_writer_backs_off_while_database_is_down(self):
+        """An unreachable database must not turn the audit writer into a busy loop."""
+        srv = self.srv
+        self.assertEqual(srv.request("GET", "/v1/whoami").status, 200)
+        self.assertEqual(srv.pg_ctl("stop"), 0)
+        try:
+            # one request leaves an event queued, so the writer has something to retry
+            self.assertEqual(srv.request("GET", "/v1/whoami").status, 503)
+            lines0 = srv.read_log().count("could not commit")
+            cpu0 = proc_cpu_seconds(srv.proc.pid)
+            time.sleep(4)
+            lines = srv.read_log().count("could not commit") - lines0
+            cpu = proc_cpu_seconds(srv.proc.pid) - cpu0
+        finally:
+            self.assertEqual(srv.pg_ctl("start"), 0)
+        self.assertTrue(poll(lambda: srv.request("GET", "/v1/whoami").status == 200, 15))
+        self.assertLess(lines, 40, "the audit writer logged %d failed commits in 4 s: it retries without "
+                                   "backing off (busy loop)" % lines)
+        self.assertLess(cpu, 1.0, "the gateway used %.2f s of CPU in 4 idle s with the database down" % cpu)
+
+
+class ShutdownTest(unittest.TestCase):
+
+    def test_sigterm_with_requests_in_flight(self):
+        srv = Server(serve_args=["--audit-bound-ms", str(AUDIT_BOUND_MS)])
+        try:
+            srv.start()
+            stop = threading.Event()
+            answered = []  # (request id, status)
+            errors = collections.Counter()
+            lock = threading.Lock()
+
+            def loop(keep_alive):
+                conn = srv.connect(timeout=40) if keep_alive else None
+                while not stop.is_set():
+                    rid = "sd-%s" % secrets.token_hex(6)
+                    try:
+                        r = srv.request("GET", "/v1/whoami", headers={"X-Request-Id": rid}, conn=conn)
+                        with lock:
+                            answered.append((rid, r.status))
+                    except Exception as e:  # refused or closed once the server stops: expected
+                        with lock:
+                            errors[type(e).__name__] += 1
+                        if conn is not None:
+                            conn.close()
+                            conn = srv.connect(timeout=40)
+                        time.sleep(0.05)
+                if conn is not None:
+                    conn.close()
+
+            threads = [threading.Thread(target=loop, args=(i % 2 == 0,)) for i in range(6)]
+            for t in threads:
+                t.start()
+            time.sleep(1.5)
+            with lock:
+                n_before = len(answered)
+            self.assertGreater(n_before, 10, "the load did not get going: %r" % errors)
+            t0 = time.time()
+            rc = srv.stop(timeout=45)
+            took = time.time() - t0
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+            self.assertEqual(rc, 0, srv.read_log()[-3000:])
+            self.assertLess(took, 30, "shutdown took %.1f s" % took)
+            self.assertFalse(os.path.exists(os.path.join(srv.dir, "pg", "data", "postmaster.pid")),
+                             "the embedded PostgreSQL is still running after the gateway stopped")
+            statuses = collections.Counter(s for _, s in answered)
+            self.assertEqual(set(statuses), {200}, "answers during shutdown: %r" % statuses)
+            # every answered request was audited before its answer: look, with the database up
+            self.assertEqual(srv.pg_ctl("start"), 0)
+            ids = set(e["request_id"] for e in srv.events())
+            missing = [rid for rid, _ in answered if rid not in ids]
+            self.assertEqual(missing, [], "%d answered requests have no audit event" % len(missing))
+            self.assertEqual(srv.pg_ctl("stop"), 0)
+        finally:
+            srv.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
