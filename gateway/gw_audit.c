@@ -25,8 +25,19 @@ typedef struct item {
     struct item *next;
 } item;
 
+/* A committed batch's waiting requests, for the notifier to wake. */
+typedef struct wake {
+    item **items;
+    size_t n;
+    struct wake *next;
+} wake;
+
 struct gw_audit {
     pthread_t thread;
+    pthread_t notifier;
+    pthread_cond_t wake_cv;
+    wake *wake_head, *wake_tail;
+    int notifier_stop;
     pthread_mutex_t lock;
     pthread_cond_t work; /* writer waits for events */
     pthread_cond_t done; /* waiters wait for batches */
@@ -378,13 +389,23 @@ writer_main(void *arg)
         pthread_mutex_lock(&a->lock);
         a->inflight = 0;
         if (rc == SL_OK) {
+            /* Waking each request is a system call; the notifier does it while this thread
+             * writes the next batch. Items stay WRITING until then, so no request frees one
+             * the notifier still holds. */
+            wake *w = sl_xcalloc(1, sizeof *w);
+            w->items = sl_xcalloc(n, sizeof *w->items);
             for (i = 0; i < n; i++) {
-                batch[i]->state = COMMITTED;
-                if (!batch[i]->waited)
-                    item_free(batch[i]);
+                if (batch[i]->waited)
+                    w->items[w->n++] = batch[i];
                 else
-                    pthread_cond_signal(&batch[i]->cond); /* wake only its own request */
+                    item_free(batch[i]);
             }
+            if (a->wake_tail)
+                a->wake_tail->next = w;
+            else
+                a->wake_head = w;
+            a->wake_tail = w;
+            pthread_cond_signal(&a->wake_cv);
             a->healthy = 1;
             backoff_ms = 50;
         } else {
@@ -430,6 +451,39 @@ writer_main(void *arg)
     return NULL;
 }
 
+static void *
+notifier_main(void *arg)
+{
+    gw_audit *a = arg;
+    size_t i;
+
+    pthread_mutex_lock(&a->lock);
+    for (;;) {
+        wake *w;
+        while (a->wake_head == NULL && !a->notifier_stop)
+            pthread_cond_wait(&a->wake_cv, &a->lock);
+        if (a->wake_head == NULL)
+            break;
+        w = a->wake_head;
+        a->wake_head = w->next;
+        if (a->wake_head == NULL)
+            a->wake_tail = NULL;
+        for (i = 0; i < w->n; i++) {
+            w->items[i]->state = COMMITTED;
+            pthread_cond_signal(&w->items[i]->cond);
+            if ((i & 15) == 15) { /* let submitters in now and then */
+                pthread_mutex_unlock(&a->lock);
+                pthread_mutex_lock(&a->lock);
+            }
+        }
+        pthread_cond_broadcast(&a->done);
+        free(w->items);
+        free(w);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return NULL;
+}
+
 gw_audit *
 gw_audit_start(const char *conninfo, const gw_keys *keys)
 {
@@ -438,11 +492,13 @@ gw_audit_start(const char *conninfo, const gw_keys *keys)
     pthread_mutex_init(&a->lock, NULL);
     pthread_cond_init(&a->work, NULL);
     pthread_cond_init(&a->done, NULL);
+    pthread_cond_init(&a->wake_cv, NULL);
     a->conninfo = sl_xstrdup(conninfo);
     a->keys = keys;
     a->healthy = ensure_conn(a);
-    if (pthread_create(&a->thread, NULL, writer_main, a) != 0)
-        sl_panic("could not start the audit writer thread");
+    if (pthread_create(&a->thread, NULL, writer_main, a) != 0 ||
+        pthread_create(&a->notifier, NULL, notifier_main, a) != 0)
+        sl_panic("could not start the audit writer threads");
     return a;
 }
 
@@ -537,7 +593,8 @@ gw_audit_stop(gw_audit *a, int drain_ms)
     pthread_mutex_lock(&a->lock);
     a->stopping = 1;
     pthread_cond_broadcast(&a->work);
-    while ((a->head != NULL || a->overflow > 0 || a->inflight) && sl_mono_ns() < end) {
+    while ((a->head != NULL || a->overflow > 0 || a->inflight || a->wake_head != NULL) &&
+           sl_mono_ns() < end) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += 100000000L;
@@ -551,6 +608,11 @@ gw_audit_stop(gw_audit *a, int drain_ms)
     pthread_cond_broadcast(&a->work);
     pthread_mutex_unlock(&a->lock);
     pthread_join(a->thread, NULL);
+    pthread_mutex_lock(&a->lock);
+    a->notifier_stop = 1;
+    pthread_cond_signal(&a->wake_cv);
+    pthread_mutex_unlock(&a->lock);
+    pthread_join(a->notifier, NULL);
     if (a->depth > 0 || a->overflow > 0)
         sl_error("audit trail: %ld events could not be written before shutdown "
                  "(the database was unavailable); their requests were answered 503",
@@ -564,6 +626,7 @@ gw_audit_stop(gw_audit *a, int drain_ms)
     pthread_mutex_destroy(&a->lock);
     pthread_cond_destroy(&a->work);
     pthread_cond_destroy(&a->done);
+    pthread_cond_destroy(&a->wake_cv);
     free(a);
 }
 

@@ -6,7 +6,6 @@
  * audit event; answered requests get theirs committed before the answer is queued.
  */
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -28,10 +27,12 @@
 
 gw_metrics gw_stats;
 
-/* Mozilla "intermediate": TLS 1.2 and 1.3, AEAD ciphers with forward secrecy only. */
+/* Mozilla "intermediate": TLS 1.2 and 1.3, AEAD ciphers with forward secrecy only, and its
+ * group order (X25519 first, so common clients need no HelloRetryRequest). */
 #define GW_TLS_PRIORITIES                                                                  \
     "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:" \
     "+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:+DHE-RSA:"          \
+    "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-FFDHE2048:"         \
     "%SERVER_PRECEDENCE"
 
 static void h_healthz(gw_req *r);
@@ -657,15 +658,7 @@ connection_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
 static void *
 uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-    static _Thread_local int niced;
     gw_server *s = cls;
-
-    /* Connection threads yield to the audit writer: every answer waits on its commits. */
-    if (!niced) {
-        niced = 1;
-        if (setpriority(PRIO_PROCESS, (id_t)gettid(), 5) != 0)
-            sl_debug("could not lower a connection thread's priority");
-    }
     gw_req *r = sl_xcalloc(1, sizeof *r);
     const char *q = strchr(uri, '?');
     size_t n = q ? (size_t)(q - uri) : strlen(uri);

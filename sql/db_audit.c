@@ -28,6 +28,8 @@ typedef struct {
     int n;
     const char *const *values;
     int prepared;
+    const int *lengths; /* NULL: all text */
+    const int *formats;
 } stmt;
 
 static sl_code
@@ -42,9 +44,10 @@ pipeline(PGconn *c, const stmt *st, int n, PGresult **results, sl_err *err)
     if (!PQenterPipelineMode(c))
         return pgfail(err, c, NULL, "pipeline");
     for (i = 0; i < n; i++)
-        if (!(st[i].prepared
-                  ? PQsendQueryPrepared(c, st[i].sql, st[i].n, st[i].values, NULL, NULL, 0)
-                  : PQsendQueryParams(c, st[i].sql, st[i].n, NULL, st[i].values, NULL, NULL, 0)))
+        if (!(st[i].prepared ? PQsendQueryPrepared(c, st[i].sql, st[i].n, st[i].values,
+                                                   st[i].lengths, st[i].formats, 0)
+                             : PQsendQueryParams(c, st[i].sql, st[i].n, NULL, st[i].values,
+                                                 st[i].lengths, st[i].formats, 0)))
             break;
     if (i < n || !PQpipelineSync(c)) {
         rc = pgfail(err, c, NULL, "pipeline send");
@@ -137,10 +140,10 @@ db_audit_begin(PGconn *c, int64_t *seq, unsigned char hash[32], db_checkpoint *c
                sl_err *err)
 {
     static const stmt st[] = {
-        {"BEGIN", 0, NULL, 0},
-        {"sl_audit_lock", 0, NULL, 1},
+        {"BEGIN", 0, NULL, 0, NULL, NULL},
+        {"sl_audit_lock", 0, NULL, 1, NULL, NULL},
         /* read after the lock, in a statement of its own: a fresh snapshot */
-        {"sl_audit_head", 0, NULL, 1},
+        {"sl_audit_head", 0, NULL, 1, NULL, NULL},
     };
     PGresult *res[3];
     PGresult *r;
@@ -180,26 +183,49 @@ db_audit_begin(PGconn *c, int64_t *seq, unsigned char hash[32], db_checkpoint *c
     return SL_OK;
 }
 
-/* Appends one element of a PostgreSQL array literal: quoted, with " and \ escaped. */
-static sl_code
-array_elem(sl_buf *b, const char *s, size_t n, int first)
-{
-    size_t i, start = 0;
-    sl_code rc = sl_buf_append(b, first ? "\"" : ",\"", first ? 1 : 2);
+/*
+ * One-dimensional arrays in PostgreSQL's binary format (array_send): the server reads
+ * each element's bytes as they are, with no quoting to parse. Big-endian throughout.
+ */
+#define OID_INT4  23
+#define OID_TEXT  25
+#define OID_BYTEA 17
 
-    for (i = 0; i < n && rc == SL_OK; i++) {
-        if (s[i] != '"' && s[i] != '\\')
-            continue;
-        rc = sl_buf_append(b, s + start, i - start);
-        if (rc == SL_OK)
-            rc = sl_buf_append(b, "\\", 1);
-        start = i;
-    }
+static sl_code
+put32(sl_buf *b, uint32_t v)
+{
+    unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+
+    return sl_buf_append(b, x, 4);
+}
+
+static sl_code
+array_head(sl_buf *b, uint32_t oid, size_t n)
+{
+    sl_code rc = put32(b, 1); /* dimensions */
+
     if (rc == SL_OK)
-        rc = sl_buf_append(b, s + start, n - start);
+        rc = put32(b, 1); /* may hold NULLs */
     if (rc == SL_OK)
-        rc = sl_buf_append(b, "\"", 1);
+        rc = put32(b, oid);
+    if (rc == SL_OK)
+        rc = put32(b, (uint32_t)n);
+    if (rc == SL_OK)
+        rc = put32(b, 1); /* lower bound */
     return rc;
+}
+
+/* An element: its length then its bytes; NULL as length -1. */
+static sl_code
+array_elem(sl_buf *b, const void *p, size_t n)
+{
+    sl_code rc;
+
+    if (p == NULL)
+        return put32(b, 0xffffffffu);
+    rc = put32(b, (uint32_t)n);
+    return rc == SL_OK ? sl_buf_append(b, p, n) : rc;
 }
 
 sl_code
@@ -211,6 +237,7 @@ db_audit_append(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoi
     sl_buf col[NCOL];
     char first_seq[24], cp_seq[24], exp_seq[24], exp_hash[3 + 64 + 1];
     const char *ev_params[NCOL + 4], *cp_params[5];
+    int ev_len[NCOL + 4] = {0}, ev_fmt[NCOL + 4] = {0};
     stmt st[5];
     PGresult *res[5];
     int nst = 0, rows_at;
@@ -218,40 +245,33 @@ db_audit_append(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoi
     int j;
     sl_code rc = SL_OK;
 
+    static const uint32_t oids[NCOL] = {OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT,
+                                        OID_INT4, OID_TEXT, OID_BYTEA};
+
     for (j = 0; j < NCOL; j++) {
         sl_buf_init(&col[j], (size_t)1 << 30);
-        rc = sl_buf_append(&col[j], "{", 1);
+        if (rc == SL_OK)
+            rc = array_head(&col[j], oids[j], n);
     }
     for (i = 0; i < n && rc == SL_OK; i++) {
         const db_audit_row *e = &rows[i];
-        char status[16], hash[3 + 64 + 1];
-        int first = i == 0;
-        if (e->principal == NULL)
-            rc = sl_buf_puts(&col[PRINCIPAL], first ? "NULL" : ",NULL");
-        else
-            rc = array_elem(&col[PRINCIPAL], e->principal, strlen(e->principal), first);
+        unsigned char status[4] = {
+            (unsigned char)((uint32_t)e->status >> 24), (unsigned char)((uint32_t)e->status >> 16),
+            (unsigned char)((uint32_t)e->status >> 8), (unsigned char)e->status};
+        rc = array_elem(&col[PRINCIPAL], e->principal, e->principal ? strlen(e->principal) : 0);
         if (rc == SL_OK)
-            rc = array_elem(&col[ACTION], e->action, strlen(e->action), first);
+            rc = array_elem(&col[ACTION], e->action, strlen(e->action));
         if (rc == SL_OK)
-            rc = array_elem(&col[RESOURCE], e->resource, strlen(e->resource), first);
+            rc = array_elem(&col[RESOURCE], e->resource, strlen(e->resource));
         if (rc == SL_OK)
-            rc = array_elem(&col[DECISION], e->decision, strlen(e->decision), first);
-        snprintf(status, sizeof status, "%s%d", first ? "" : ",", e->status);
+            rc = array_elem(&col[DECISION], e->decision, strlen(e->decision));
         if (rc == SL_OK)
-            rc = sl_buf_puts(&col[STATUS], status);
+            rc = array_elem(&col[STATUS], status, 4);
         if (rc == SL_OK)
-            rc = array_elem(&col[CANON], e->canon, e->canon_len, first);
-        hash[0] = '\\';
-        hash[1] = 'x';
-        for (k = 0; k < 32; k++) {
-            hash[2 + 2 * k] = hexd[e->hash[k] >> 4];
-            hash[3 + 2 * k] = hexd[e->hash[k] & 15];
-        }
+            rc = array_elem(&col[CANON], e->canon, e->canon_len);
         if (rc == SL_OK)
-            rc = array_elem(&col[HASH], hash, 2 + 64, first);
+            rc = array_elem(&col[HASH], e->hash, 32);
     }
-    for (j = 0; j < NCOL && rc == SL_OK; j++)
-        rc = sl_buf_append(&col[j], "}", 1);
     if (rc != SL_OK) {
         for (j = 0; j < NCOL; j++)
             sl_buf_free(&col[j]);
@@ -262,8 +282,11 @@ db_audit_append(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoi
     snprintf(cp_seq, sizeof cp_seq, "%lld", (long long)cp->seq);
     ev_params[0] = first_seq;
     ev_params[1] = n > 0 ? rows[0].ts : "";
-    for (j = 0; j < NCOL; j++)
+    for (j = 0; j < NCOL; j++) {
         ev_params[j + 2] = col[j].data;
+        ev_len[j + 2] = (int)col[j].len;
+        ev_fmt[j + 2] = 1;
+    }
     snprintf(exp_seq, sizeof exp_seq, "%lld", (long long)expect_seq);
     exp_hash[0] = '\\';
     exp_hash[1] = 'x';
@@ -282,13 +305,13 @@ db_audit_append(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoi
     cp_params[4] = cp->signature;
     /* every row of a batch shares the batch's time; seqs follow the array order */
     if (expect_seq > 0) {
-        st[nst++] = (stmt){"BEGIN", 0, NULL, 0};
-        st[nst++] = (stmt){"sl_audit_lock", 0, NULL, 1};
+        st[nst++] = (stmt){"BEGIN", 0, NULL, 0, NULL, NULL};
+        st[nst++] = (stmt){"sl_audit_lock", 0, NULL, 1, NULL, NULL};
     }
     rows_at = nst;
-    st[nst++] = (stmt){"sl_audit_rows", NCOL + 4, ev_params, 1};
-    st[nst++] = (stmt){"sl_audit_checkpoint", 5, cp_params, 1};
-    st[nst++] = (stmt){"COMMIT", 0, NULL, 0};
+    st[nst++] = (stmt){"sl_audit_rows", NCOL + 4, ev_params, 1, ev_len, ev_fmt};
+    st[nst++] = (stmt){"sl_audit_checkpoint", 5, cp_params, 1, NULL, NULL};
+    st[nst++] = (stmt){"COMMIT", 0, NULL, 0, NULL, NULL};
     rc = pipeline(c, st, nst, res, err);
     if (rc == SL_OK && atoi(PQcmdTuples(res[rows_at])) != (int)n) {
         if (expect_seq > 0 && atoi(PQcmdTuples(res[rows_at])) == 0)

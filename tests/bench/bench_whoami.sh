@@ -139,8 +139,12 @@ read -r m_ev1 m_co1 m_s1 < <(audit_metrics)
 sleep 1 # requests in flight when wrk stopped finish and commit their events
 read -r ev_all ev_ok ev_other < <(psql_q "SELECT count(*),
     count(*) FILTER (WHERE action = 'whoami' AND status = 200),
-    count(*) FILTER (WHERE NOT (action = 'whoami' AND status = 200))
+    count(*) FILTER (WHERE NOT (action = 'whoami' AND status = 200)
+                     AND action <> 'http.connection')
   FROM audit_events WHERE seq > $seq0" | tr '|' ' ')
+# connections closed without a request (a client's probe, a reconnect) are audited too
+conn_events=$(psql_q "SELECT count(*) FROM audit_events WHERE seq > $seq0 AND action = 'http.connection'")
+[ "$conn_events" -eq 0 ] || echo "($conn_events connections closed without a request, audited as http.connection)"
 cp_last=$(psql_q "SELECT coalesce(max(seq), 0) FROM audit_checkpoints")
 ev_last=$(psql_q "SELECT coalesce(max(seq), 0) FROM audit_events")
 
