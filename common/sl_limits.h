@@ -10,6 +10,9 @@
 #define SL_MAX_JSON_BODY (1024 * 1024)
 /* Nesting depth accepted in request JSON: our documents nest at most 5 deep. */
 #define SL_MAX_JSON_DEPTH 16
+/* Bytes of an oversized body read and dropped before the 413 is sent anyway: enough for
+ * a client that sends first and reads after to see the answer, no more. */
+#define SL_MAX_DISCARD (4 * 1024 * 1024)
 /* All request headers together (libmicrohttpd's per-connection pool); above: 431. */
 #define SL_MAX_HEADER_BYTES (32 * 1024)
 /* Request line path length kept for routing and audit; longer paths are refused (414-ish 400). */

@@ -10,6 +10,7 @@
 
 #define MAX_KEYS 64
 #define RING     4096
+#define MAX_SEQ  9007199254740991LL /* 2^53 - 1: event values are below 2^53 */
 
 static sl_code
 checkpoint_canon(const json_t *cp, sl_buf *out)
@@ -162,7 +163,8 @@ cry_verifier_event(cry_verifier *v, const json_t *event, const char *canon, size
     int64_t seq;
 
     v->events++;
-    if (!json_is_integer(seqj) || json_integer_value(seqj) < 1) {
+    if (!json_is_integer(seqj) || json_integer_value(seqj) < 1 ||
+        json_integer_value(seqj) > MAX_SEQ) {
         bad(v, v->last_seq + 1, "event without a valid seq");
         v->last_seq++;
         return;
@@ -226,6 +228,9 @@ cry_verifier_checkpoint(cry_verifier *v, const json_t *cp)
     json_t *seqj = json_object_get(cp, "seq");
     int64_t seq = json_is_integer(seqj) ? json_integer_value(seqj) : 0;
     size_t i;
+
+    if (seq > MAX_SEQ)
+        seq = 0;
 
     v->checkpoints++;
     if (seq < 1 || key_id == NULL || sig64 == NULL || !get_hash(cp, "hash", h) ||

@@ -6,20 +6,29 @@
  * waits for its event; if the trail cannot take it within the bound the request is
  * answered 503 and its event, rewritten to say so, stays queued until the trail is back.
  */
+#include <sys/resource.h>
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gw.h"
 
 enum { QUEUED, WRITING, COMMITTED };
 
+/* The writer's nice value when the gateway starts as root (ahead of connection threads). */
+#define GW_AUDIT_NICE (-5)
+/* Past the bound, an answer whose event is being written waits this much longer. */
+#define GW_AUDIT_GRACE_S 1
+
 typedef struct item {
     json_t *ev;
     int state;
-    int waited; /* a request thread waits on it (on cond) and frees it */
+    int waited;    /* a request thread waits on it (on cond) and frees it */
+    int abandoned; /* its request gave up waiting (answered 503) while it was written */
     pthread_cond_t cond;
     int64_t seq;
     struct item *next;
@@ -43,9 +52,10 @@ struct gw_audit {
     pthread_cond_t done; /* waiters wait for batches */
     item *head, *tail;
     long depth;
-    long overflow;    /* events that found the queue full; written as one event later */
-    int inflight;     /* a batch is being written */
-    int64_t last_seq; /* the last head this writer signed (0: read it from the database) */
+    long overflow;          /* events that found the queue full; written as one event later */
+    int inflight;           /* a batch is being written */
+    int64_t batch_start_ns; /* when the batch in flight began */
+    int64_t last_seq;       /* the last head this writer signed (0: read it from the database) */
     unsigned char last_hash[CRY_HASH_BYTES];
     int stopping;
     int healthy;
@@ -132,7 +142,7 @@ ensure_conn(gw_audit *a)
         return 0;
     }
     /* bound every statement so a stuck database turns into an error, not a hang */
-    if (db_exec(a->conn, "SET statement_timeout = '5s'", &err) != SL_OK ||
+    if (db_exec(a->conn, "SET application_name = 'sluice audit writer'", &err) != SL_OK ||
         db_exec(a->conn, "SET idle_in_transaction_session_timeout = '10s'", &err) != SL_OK ||
         db_audit_prepare(a->conn, &err) != SL_OK) {
         PQfinish(a->conn);
@@ -325,6 +335,34 @@ out:
     return rc;
 }
 
+static void rewrite_unavailable(json_t *ev);
+
+/*
+ * An event committed after its request gave up and answered 503 (the lock is held): the
+ * trail must say what the client got, so a correction follows it. Frees the item.
+ */
+static void
+late_commit(gw_audit *a, item *it)
+{
+    json_t *fix = json_pack(
+        "{s:O?, s:O?, s:s, s:O?, s:s, s:s, s:O?, s:i, s:i, s:O?, s:{s:I}}", "request_id",
+        json_object_get(it->ev, "request_id"), "principal", json_object_get(it->ev, "principal"),
+        "action", "audit.correction", "resource", json_object_get(it->ev, "resource"), "decision",
+        "error", "reason",
+        "the request's event was committed after its answer had become 503 "
+        "(no data served)",
+        "purpose", json_object_get(it->ev, "purpose"), "status", 503, "bytes", 0, "client",
+        json_object_get(it->ev, "client"), "detail", "corrects_seq", (json_int_t)it->seq);
+    item *c;
+
+    if (fix != NULL) {
+        c = item_new(fix, 0);
+        push_back(a, c);
+        pthread_cond_signal(&a->work);
+    }
+    item_free(it);
+}
+
 static json_t *
 overflow_event(long n)
 {
@@ -380,6 +418,7 @@ writer_main(void *arg)
             batch[n++] = it;
         }
         a->inflight = 1;
+        a->batch_start_ns = sl_mono_ns();
         pthread_mutex_unlock(&a->lock);
 
         t0 = sl_mono_ns();
@@ -395,7 +434,9 @@ writer_main(void *arg)
             wake *w = sl_xcalloc(1, sizeof *w);
             w->items = sl_xcalloc(n, sizeof *w->items);
             for (i = 0; i < n; i++) {
-                if (batch[i]->waited)
+                if (batch[i]->abandoned)
+                    late_commit(a, batch[i]);
+                else if (batch[i]->waited)
                     w->items[w->n++] = batch[i];
                 else
                     item_free(batch[i]);
@@ -412,6 +453,10 @@ writer_main(void *arg)
             /* put the batch back in front, in order: nothing is dropped */
             for (i = n; i-- > 0;) {
                 batch[i]->state = QUEUED;
+                if (batch[i]->abandoned) {
+                    rewrite_unavailable(batch[i]->ev);
+                    batch[i]->waited = batch[i]->abandoned = 0;
+                }
                 if (batch[i]->waited)
                     pthread_cond_signal(&batch[i]->cond);
                 batch[i]->next = a->head;
@@ -469,6 +514,10 @@ notifier_main(void *arg)
         if (a->wake_head == NULL)
             a->wake_tail = NULL;
         for (i = 0; i < w->n; i++) {
+            if (w->items[i]->abandoned) {
+                late_commit(a, w->items[i]);
+                continue;
+            }
             w->items[i]->state = COMMITTED;
             pthread_cond_signal(&w->items[i]->cond);
             if ((i & 15) == 15) { /* let submitters in now and then */
@@ -488,6 +537,7 @@ gw_audit *
 gw_audit_start(const char *conninfo, const gw_keys *keys)
 {
     gw_audit *a = sl_xcalloc(1, sizeof *a);
+    int boosted = 0;
 
     pthread_mutex_init(&a->lock, NULL);
     pthread_cond_init(&a->work, NULL);
@@ -496,9 +546,23 @@ gw_audit_start(const char *conninfo, const gw_keys *keys)
     a->conninfo = sl_xstrdup(conninfo);
     a->keys = keys;
     a->healthy = ensure_conn(a);
+    /*
+     * Every answer waits for the writer, so on a busy machine it should not queue behind
+     * hundreds of connection threads. Started as root (before privileges are dropped),
+     * its threads and its database session get a higher priority; threads inherit the
+     * creating thread's nice value, which is then put back.
+     */
+    if (geteuid() == 0 && setpriority(PRIO_PROCESS, 0, GW_AUDIT_NICE) == 0) {
+        boosted = 1;
+        if (a->conn != NULL &&
+            setpriority(PRIO_PROCESS, (id_t)PQbackendPID(a->conn), GW_AUDIT_NICE) != 0)
+            sl_debug("could not raise the priority of the audit writer's session");
+    }
     if (pthread_create(&a->thread, NULL, writer_main, a) != 0 ||
         pthread_create(&a->notifier, NULL, notifier_main, a) != 0)
         sl_panic("could not start the audit writer threads");
+    if (boosted && setpriority(PRIO_PROCESS, 0, 0) != 0)
+        sl_warn("could not restore the main thread's priority");
     return a;
 }
 
@@ -551,10 +615,21 @@ gw_audit_commit(gw_audit *a, json_t *event, int bound_ms, int64_t *seq)
             rc = SL_EUNAVAIL;
             break;
         }
-        /* Being written past the bound: its batch ends soon (statement_timeout bounds it);
-         * wait for that outcome rather than spin. */
-        while (late && it->state == WRITING)
-            pthread_cond_wait(&it->cond, &a->lock);
+        /* Being written past the bound: wait a little longer for the batch's outcome
+         * (a commit may be just done), but never without limit: a stalled database must
+         * not hold the answer. The writer records the 503 if the event lands after all. */
+        if (late && it->state == WRITING) {
+            until.tv_sec += GW_AUDIT_GRACE_S;
+            while (it->state == WRITING)
+                if (pthread_cond_timedwait(&it->cond, &a->lock, &until) != 0)
+                    break;
+            if (it->state == WRITING) {
+                it->abandoned = 1; /* the writer or the notifier frees it */
+                rc = SL_EUNAVAIL;
+                pthread_mutex_unlock(&a->lock);
+                return rc;
+            }
+        }
     }
     if (rc == SL_OK && seq != NULL)
         *seq = it->seq;
@@ -636,7 +711,7 @@ gw_audit_healthy(gw_audit *a)
     int h;
 
     pthread_mutex_lock(&a->lock);
-    h = a->healthy;
+    h = a->healthy && !(a->inflight && sl_mono_ns() - a->batch_start_ns > 2000000000LL);
     pthread_mutex_unlock(&a->lock);
     return h;
 }

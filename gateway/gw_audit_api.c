@@ -29,6 +29,7 @@ export_release(void *p)
 
     if (e == NULL)
         return;
+    atomic_fetch_sub(&e->srv->streams, 1);
     db_audit_close(e->st);
     if (e->c != NULL)
         db_release(e->srv->pool, e->c, e->failed);
@@ -225,7 +226,9 @@ gw_h_audit_export(gw_req *r)
         gw_reply_error(r, SL_EINVALID, "decision must be allow, deny or error");
         goto fail;
     }
-    if (atomic_load(&r->srv->streams) >= r->srv->cfg->db_pool / 2 + 1) {
+    /* counted from here; export_release gives the place back on every path */
+    if (atomic_fetch_add(&r->srv->streams, 1) >= r->srv->cfg->db_pool / 2 + 1) {
+        atomic_fetch_sub(&r->srv->streams, 1);
         gw_reply_error(r, SL_EUNAVAIL, "too many audit exports in progress; try again");
         goto fail;
     }

@@ -4,7 +4,10 @@
  * token; with none left, the address gets 429 without its token being looked at, until
  * the bucket refills. Memory is fixed whatever the number of addresses.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,34 +99,56 @@ find(gw_ratelimit *rl, const char *addr, int create, int64_t now)
     return &rl->table[victim];
 }
 
+/* The key of an address: IPv4 as it is, IPv6 cut to its /64. */
+static void
+key_of(const char *addr, char key[64])
+{
+    struct in6_addr a6;
+
+    if (strchr(addr, ':') != NULL && inet_pton(AF_INET6, addr, &a6) == 1) {
+        memset(a6.s6_addr + 8, 0, 8);
+        if (inet_ntop(AF_INET6, &a6, key, 64) != NULL) {
+            strncat(key, "/64", 63 - strlen(key));
+            return;
+        }
+    }
+    snprintf(key, 64, "%s", addr);
+}
+
 int
-gw_ratelimit_allow(gw_ratelimit *rl, const char *addr)
+gw_ratelimit_take(gw_ratelimit *rl, const char *addr)
 {
     int64_t now = sl_mono_ns();
+    char key[64];
     slot *s;
-    int ok = 1;
+    int ok;
 
+    key_of(addr, key);
     pthread_mutex_lock(&rl->lock);
-    s = find(rl, addr, 0, now);
-    if (s != NULL) {
-        refill(rl, s, now);
-        ok = s->tokens >= 1.0;
-    }
+    s = find(rl, key, 1, now);
+    refill(rl, s, now);
+    ok = s->tokens >= 1.0;
+    if (ok)
+        s->tokens -= 1.0;
     pthread_mutex_unlock(&rl->lock);
     return ok;
 }
 
 void
-gw_ratelimit_fail(gw_ratelimit *rl, const char *addr)
+gw_ratelimit_refund(gw_ratelimit *rl, const char *addr)
 {
     int64_t now = sl_mono_ns();
+    char key[64];
     slot *s;
 
+    key_of(addr, key);
     pthread_mutex_lock(&rl->lock);
-    s = find(rl, addr, 1, now);
-    refill(rl, s, now);
-    s->tokens -= 1.0;
-    if (s->tokens < 0)
-        s->tokens = 0;
+    s = find(rl, key, 0, now);
+    if (s != NULL) {
+        refill(rl, s, now);
+        s->tokens += 1.0;
+        if (s->tokens > rl->burst)
+            s->tokens = rl->burst;
+    }
     pthread_mutex_unlock(&rl->lock);
 }

@@ -4,7 +4,7 @@
  * schema and the first admin.
  *
  * Layout (when run as root, DIR is root's 0711 and pg/ belongs to the run-as user):
- *   config.json          settings recorded by init (0644)
+ *   config.json          settings recorded by init (0600: --db may carry a password)
  *   keys/master.1.key    master key version 1, 32 raw bytes (0600)
  *   keys/signing.ID.key  Ed25519 secret key (0600); keys/signing.ID.pub its base64 key
  *   tls/cert.pem, tls/key.pem (0600)
@@ -143,7 +143,8 @@ save_config(const gw_config *cfg, sl_err *err)
     text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(j);
     snprintf(path, sizeof path, "%s/config.json", cfg->data_dir);
-    rc = gw_file_write(path, text, strlen(text), 0644, err);
+    /* 0600: a --db connection string may hold a password */
+    rc = gw_file_write(path, text, strlen(text), 0600, err);
     free(text);
     return rc;
 }

@@ -38,7 +38,9 @@ struct gw_server {
     atomic_long req_count[64][GW_NSTATUS];
     atomic_long req_lat[GW_LAT_BUCKETS + 1];
     atomic_long req_lat_sum_us;
-    atomic_long streams; /* audit exports in progress */
+    atomic_long streams;  /* audit exports in progress */
+    atomic_llong ping_ns; /* /readyz: when the database was last checked, and the result */
+    atomic_int ping_ok;
 };
 
 /* A streamed response body: produce() appends to out; returns 1 more, 0 done, -1 error. */
@@ -64,6 +66,7 @@ struct gw_req {
     int nparams;
     sl_buf body;
     int body_too_large;
+    size_t discarded; /* bytes of an oversized body read and thrown away */
     /* the authenticated principal */
     int authed;
     db_principal who;

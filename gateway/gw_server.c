@@ -112,6 +112,8 @@ status_index(int status)
 static void
 set_body(gw_req *r, int status, const char *ctype, const char *text, size_t n)
 {
+    if (r->out.data != NULL)
+        sodium_memzero(r->out.data, r->out.len);
     sl_buf_free(&r->out);
     sl_buf_init(&r->out, SIZE_MAX / 2);
     if (sl_buf_append(&r->out, text, n) != SL_OK)
@@ -123,12 +125,22 @@ set_body(gw_req *r, int status, const char *ctype, const char *text, size_t n)
 void
 gw_reply_json(gw_req *r, int status, json_t *v)
 {
-    char *text = json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_SORT_KEYS);
+    char *text = v ? json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_SORT_KEYS) : NULL;
+    json_t *tok = json_object_get(v, "token");
 
-    if (text == NULL)
-        sl_panic("could not encode an answer");
-    set_body(r, status, "application/json", text, strlen(text));
-    free(text);
+    if (text == NULL) {
+        /* only a bug can get here (every string is checked UTF-8): fail closed, not abort */
+        static const char fallback[] = "{\"error\":{\"code\":\"internal\",\"message\":"
+                                       "\"the answer could not be encoded\"}}";
+        sl_error("request %s: an answer could not be encoded", r->request_id);
+        set_body(r, 500, "application/json", fallback, sizeof fallback - 1);
+    } else {
+        set_body(r, status, "application/json", text, strlen(text));
+        sodium_memzero(text, strlen(text)); /* it may hold a token shown once */
+        free(text);
+    }
+    if (json_is_string(tok)) /* and so may the object */
+        sodium_memzero((char *)json_string_value(tok), json_string_length(tok));
     json_decref(v);
 }
 
@@ -141,8 +153,12 @@ gw_reply_status(gw_req *r, int status)
 static void
 reply_code(gw_req *r, sl_code code, const char *msg)
 {
-    json_t *v = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", sl_code_word(code), "message",
-                          msg, "request_id", r->request_id);
+    char clean[161];
+    json_t *v;
+
+    sl_text_clean(clean, msg, strlen(msg), sizeof clean - 1);
+    v = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", sl_code_word(code), "message", clean,
+                  "request_id", r->request_id);
 
     if (r->reason[0] == '\0')
         snprintf(r->reason, sizeof r->reason, "%s", msg);
@@ -247,10 +263,22 @@ h_healthz(gw_req *r)
     gw_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* Anyone may ask /readyz: it checks the database at most once a second, so it cannot
+ * take the handlers' connections away. */
+static int
+database_ready(gw_server *s)
+{
+    long long now = sl_mono_ns(), last = atomic_load(&s->ping_ns);
+
+    if (now - last > 1000000000LL && atomic_compare_exchange_strong(&s->ping_ns, &last, now))
+        atomic_store(&s->ping_ok, db_pool_ping(s->pool));
+    return atomic_load(&s->ping_ok);
+}
+
 static void
 h_readyz(gw_req *r)
 {
-    int db = db_pool_ping(r->srv->pool), audit = gw_audit_healthy(r->srv->audit);
+    int db = database_ready(r->srv), audit = gw_audit_healthy(r->srv->audit);
 
     gw_reply_json(r, db && audit ? 200 : 503,
                   json_pack("{s:s, s:b, s:b}", "status", db && audit ? "ready" : "unavailable",
@@ -452,6 +480,7 @@ build_event(gw_req *r)
     json_t *detail = r->detail ? json_incref(r->detail) : json_object();
     int status = r->status;
     const char *decision;
+    json_t *ev;
 
     json_object_set_new(detail, "method", json_string(r->method[0] ? r->method : "?"));
     if (status >= 200 && status < 400)
@@ -460,13 +489,22 @@ build_event(gw_req *r)
         decision = "deny";
     else
         decision = "error";
-    return json_pack("{s:s, s:s?, s:s, s:s, s:s, s:s, s:s?, s:i, s:o, s:s, s:o}", "request_id",
-                     r->request_id, "principal", r->authed ? r->who.name : NULL, "action",
-                     r->action, "resource", r->resource, "decision", decision, "reason",
-                     r->reason[0] ? r->reason : (status < 400 ? "ok" : "refused"), "purpose",
-                     r->purpose[0] ? r->purpose : NULL, "status", status, "bytes",
-                     r->streaming ? json_null() : json_integer((json_int_t)r->out.len), "client",
-                     r->client, "detail", detail);
+    ev = json_pack("{s:s, s:s?, s:s, s:s, s:s, s:s, s:s?, s:i, s:o, s:s, s:o}", "request_id",
+                   r->request_id, "principal", r->authed ? r->who.name : NULL, "action", r->action,
+                   "resource", r->resource, "decision", decision, "reason",
+                   r->reason[0] ? r->reason : (status < 400 ? "ok" : "refused"), "purpose",
+                   r->purpose[0] ? r->purpose : NULL, "status", status, "bytes",
+                   r->streaming ? json_null() : json_integer((json_int_t)r->out.len), "client",
+                   r->client, "detail", detail);
+    if (ev == NULL) {
+        /* cannot happen with checked strings; never lose the request for it */
+        sl_error("request %s: its audit event could not be built", r->request_id);
+        ev = json_pack("{s:s, s:n, s:s, s:s, s:s, s:s, s:n, s:i, s:n, s:s, s:{}}", "request_id",
+                       r->request_id, "principal", "action", "http.request", "resource", "?",
+                       "decision", decision, "reason", "event fields not encodable", "purpose",
+                       "status", status, "bytes", "client", "?", "detail");
+    }
+    return ev;
 }
 
 /* ---- authentication ---- */
@@ -475,7 +513,6 @@ static void
 auth_fail(gw_req *r, const char *why)
 {
     atomic_fetch_add(&gw_stats.auth_failures, 1);
-    gw_ratelimit_fail(r->srv->rl, r->client);
     gw_reason(r, "unauthenticated: %s", why);
     reply_code(r, SL_EAUTH, "authentication failed: a valid bearer token is required");
 }
@@ -495,7 +532,7 @@ authenticate(gw_req *r)
     int ok = 0, found;
 
     sl_err_clear(&err);
-    if (!gw_ratelimit_allow(r->srv->rl, r->client)) {
+    if (!gw_ratelimit_take(r->srv->rl, r->client)) {
         atomic_fetch_add(&gw_stats.rate_limited, 1);
         gw_reason(r, "too many failed authentications from this address");
         reply_code(r, SL_ERATE, "too many failed authentications; try again later");
@@ -546,6 +583,8 @@ authenticate(gw_req *r)
     r->authed = 1;
     ok = 1;
 out:
+    if (ok || r->status == 503) /* only a failed authentication costs a token */
+        gw_ratelimit_refund(r->srv->rl, r->client);
     if (!ok) {
         db_principal_clear(&r->who);
         memset(&r->who, 0, sizeof r->who);
@@ -754,7 +793,6 @@ stream_free(void *cls)
     if (st->stream.release)
         st->stream.release(st->stream.state);
     sl_buf_free(&st->pending);
-    atomic_fetch_sub(&st->srv->streams, 1);
     free(st);
 }
 
@@ -786,7 +824,6 @@ send_answer(gw_req *r)
         st->stream = r->stream;
         st->srv = r->srv;
         sl_buf_init(&st->pending, 16 * 1024 * 1024);
-        atomic_fetch_add(&r->srv->streams, 1);
         r->streaming = 0; /* ownership moves to the response */
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, st,
                                                  stream_free);
@@ -841,7 +878,9 @@ finish(gw_req *r)
 {
     int64_t seq = 0;
 
-    if (r->route == NULL || r->route->audited) {
+    /* /metrics is not audited, but a refusal there is: guessing tokens leaves a record */
+    if (r->route == NULL || r->route->audited || r->status == 401 || r->status == 403 ||
+        r->status == 429) {
         json_t *ev = build_event(r);
         r->audited = 1;
         if (gw_audit_commit(r->srv->audit, ev, r->srv->cfg->audit_bound_ms, &seq) != SL_OK) {
@@ -878,6 +917,21 @@ content_type_json(gw_req *r)
 
     return ct != NULL && strncasecmp(ct, "application/json", n) == 0 &&
            (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* An HTTP method is a token (RFC 9110 5.6.2) of at most 15 characters. */
+static int
+method_ok(const char *m)
+{
+    size_t i;
+
+    for (i = 0; m[i] != '\0'; i++) {
+        char ch = m[i];
+        if (i >= 15 || !((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                         (ch >= '0' && ch <= '9') || strchr("!#$%&'*+-.^_`|~", ch) != NULL))
+            return 0;
+    }
+    return i > 0;
 }
 
 typedef struct {
@@ -922,9 +976,14 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
         return MHD_YES;
     if (r->phase == 0) {
         r->phase = 1;
-        snprintf(r->method, sizeof r->method, "%s", method);
         request_id(r);
         client_addr(r);
+        if (!method_ok(method)) {
+            snprintf(r->method, sizeof r->method, "?");
+            gw_reply_error(r, SL_EBADREQ, "malformed request method");
+            return finish(r);
+        }
+        snprintf(r->method, sizeof r->method, "%s", method);
         if (r->path_bad || strlen(url) > SL_MAX_PATH || !sl_utf8_valid(url, strlen(url))) {
             gw_reply_error(r, SL_EBADREQ,
                            "request path is too long, not valid UTF-8, or holds a NUL");
@@ -968,9 +1027,20 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
-        if (!r->body_too_large && sl_buf_append(&r->body, upload_data, *upload_data_size) != SL_OK)
-            r->body_too_large = 1;
+        size_t got = *upload_data_size;
         *upload_data_size = 0;
+        if (r->body_too_large || sl_buf_append(&r->body, upload_data, got) != SL_OK) {
+            /* Read a little past the limit so the client, still sending, can read the 413
+             * (closing on unread data resets the connection and loses it); far past it,
+             * answer now and let the connection go. */
+            r->body_too_large = 1;
+            r->discarded += got;
+            if (r->discarded > SL_MAX_DISCARD) {
+                gw_reply_error(r, SL_ETOOLARGE, "request body larger than %d bytes",
+                               SL_MAX_JSON_BODY);
+                return finish(r);
+            }
+        }
         return MHD_YES;
     }
     /* the whole request is here */
@@ -1167,13 +1237,14 @@ gw_serve(gw_config *cfg)
         goto out;
     if (listen_socket(cfg->listen, &fd, &v6, &err) != SL_OK)
         goto out;
+    /* started while still root, so its threads can be given precedence (gw_audit_start) */
+    s->audit = gw_audit_start(cfg->conninfo, &keys);
     if (drop_privileges(cfg, &err) != SL_OK)
         goto out;
     prctl(PR_SET_DUMPABLE, 0);
     if (gw_keys_token(cfg, &keys, &err) != SL_OK)
         goto out;
     s->pool = db_pool_new(cfg->conninfo, cfg->db_pool);
-    s->audit = gw_audit_start(cfg->conninfo, &keys);
     s->rl = gw_ratelimit_new(cfg->auth_fail_burst, cfg->auth_fail_per_min);
     flags = MHD_USE_TLS | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
             MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);

@@ -15,6 +15,13 @@
 
 #include "sl.h"
 
+/*
+ * Bounds on every statement of the gateway's sessions: an answer waits at most about
+ * the audit bound, so no query may hold it much longer (a locked table, a stalled
+ * server). Audit exports and verification lift the statement bound for their stream.
+ */
+#define DB_STATEMENT_TIMEOUT "'3s'"
+#define DB_LOCK_TIMEOUT      "'1s'"
 /* The runtime role every pooled connection switches to (SET ROLE). */
 #define DB_GW_ROLE "sluice_gw"
 /* Advisory lock keys: migrations, and the audit chain's head (one writer at a time). */

@@ -366,6 +366,9 @@ db_audit_open(PGconn *c, const db_audit_filter *f, db_audit_stream **out, sl_err
                     " AND ($6::text IS NULL OR e.decision = $6)"
                     " ORDER BY e.seq LIMIT $7::bigint";
     }
+    /* a whole trail takes longer to read than any request: lift the bound for it */
+    if (db_exec(c, "SET statement_timeout = 0", err) != SL_OK)
+        return SL_EUNAVAIL;
     if (!PQsendQueryParams(c, sql, 7, NULL, params, NULL, NULL, 0) || !PQsetSingleRowMode(c))
         return pgfail(err, c, NULL, "audit read");
     s = sl_xcalloc(1, sizeof *s);
@@ -453,6 +456,8 @@ db_audit_close(db_audit_stream *s)
         while ((r = PQgetResult(s->c)) != NULL)
             PQclear(r);
     }
+    if (db_exec(s->c, "SET statement_timeout = " DB_STATEMENT_TIMEOUT, NULL) != SL_OK)
+        sl_warn("could not restore the statement timeout of a database session");
     free(s);
 }
 

@@ -45,8 +45,19 @@ db_connect(const char *conninfo, int as_gateway, PGconn **out, sl_err *err)
 {
     PGconn *c;
 
+    /* the caller's connection string, then bounds on a dead peer (TCP only; libpq
+     * ignores them on a Unix socket): a vanished server must turn into an error */
+    static const char *const keys[] = {"dbname",
+                                       "keepalives",
+                                       "keepalives_idle",
+                                       "keepalives_interval",
+                                       "keepalives_count",
+                                       "tcp_user_timeout",
+                                       NULL};
+    const char *vals[] = {conninfo, "1", "10", "5", "3", "10000", NULL};
+
     *out = NULL;
-    c = PQconnectdb(conninfo);
+    c = PQconnectdbParams(keys, vals, 1);
     if (c == NULL || PQstatus(c) != CONNECTION_OK) {
         sl_code rc = fail(err, c, "connect");
         PQfinish(c);
@@ -55,7 +66,11 @@ db_connect(const char *conninfo, int as_gateway, PGconn **out, sl_err *err)
     PQsetNoticeProcessor(c, notice, NULL);
     if (db_exec(c, "SET application_name = 'sluice'", err) != SL_OK ||
         db_exec(c, "SET TIME ZONE 'UTC'", err) != SL_OK ||
-        (as_gateway && db_exec(c, "SET ROLE " DB_GW_ROLE, err) != SL_OK)) {
+        (as_gateway && db_exec(c, "SET ROLE " DB_GW_ROLE, err) != SL_OK) ||
+        (as_gateway && db_exec(c, "SET statement_timeout = " DB_STATEMENT_TIMEOUT, err) != SL_OK) ||
+        (as_gateway && db_exec(c, "SET lock_timeout = " DB_LOCK_TIMEOUT, err) != SL_OK) ||
+        (as_gateway &&
+         db_exec(c, "SET idle_in_transaction_session_timeout = '30s'", err) != SL_OK)) {
         PQfinish(c);
         return SL_EUNAVAIL;
     }

@@ -245,3 +245,42 @@ class ShutdownTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class StalledWriterTest(unittest.TestCase):
+    """A database session that stops answering (here: the writer's backend SIGSTOPped)
+    must not hold answers: 503 within the bound plus a short grace, /readyz says so, and
+    once the session moves again the trail records what the clients really got."""
+
+    def test_stalled_writer_session_answers_503_and_is_corrected(self):
+        import signal
+        with Server(serve_args=["--audit-bound-ms", str(AUDIT_BOUND_MS)]) as s:
+            self.assertEqual(s.request("GET", "/v1/whoami").status, 200)
+            pid = int(s.psql("SELECT pid FROM pg_stat_activity "
+                             "WHERE application_name = 'sluice audit writer'"))
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                t0 = time.time()
+                r = s.request("GET", "/v1/whoami", headers={"X-Request-Id": "stalled-1"})
+                took = time.time() - t0
+                self.assertEqual(r.status, 503, r)
+                self.assertEqual(r.json()["error"]["code"], "unavailable")
+                self.assertNotIn(b"admin", r.body)
+                self.assertLess(took, AUDIT_BOUND_MS / 1000 + 3, "an answer waited on a stalled session")
+                r = s.request("GET", "/v1/whoami", headers={"X-Request-Id": "stalled-2"})
+                self.assertEqual(r.status, 503, r)
+                self.assertEqual(s.request("GET", "/readyz", token=None).status, 503)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            self.assertEqual(poll(lambda: s.request("GET", "/v1/whoami").status == 200, 15), True)
+            ev = [e for e in s.events() if e["request_id"] in ("stalled-1", "stalled-2")]
+            # each request's record ends with what the client got: 503
+            for rid in ("stalled-1", "stalled-2"):
+                mine = [e for e in ev if e["request_id"] == rid]
+                self.assertTrue(mine, rid)
+                self.assertEqual(mine[-1]["status"], 503, mine)
+                if len(mine) > 1:
+                    self.assertEqual(mine[-1]["action"], "audit.correction", mine)
+                    self.assertEqual(mine[-1]["detail"]["corrects_seq"], mine[0]["seq"])
+            v = s.request("GET", "/v1/audit/verify").json()
+            self.assertTrue(v["ok"], v)
