@@ -123,13 +123,15 @@ typedef struct gw_ratelimit gw_ratelimit;
 gw_ratelimit *gw_ratelimit_new(int burst, double per_min);
 void gw_ratelimit_free(gw_ratelimit *rl);
 /*
- * 1 when the address may try to authenticate now; the attempt takes a token at once
- * (so concurrent attempts cannot all pass on the last one). IPv6 addresses count by
- * their /64, which one host usually holds whole.
+ * 1 when the address may try to authenticate now (it has failed less than its allowance).
+ * Attempts in flight at the same moment are not counted until they fail, so the limit
+ * can be passed by at most the connections one address holds at once; a token taken up
+ * front instead would refuse busy honest clients behind one address. IPv6 addresses
+ * count by their /64, which one host usually holds whole.
  */
-int gw_ratelimit_take(gw_ratelimit *rl, const char *addr);
-/* Gives the token back: the attempt succeeded. */
-void gw_ratelimit_refund(gw_ratelimit *rl, const char *addr);
+int gw_ratelimit_allow(gw_ratelimit *rl, const char *addr);
+/* Records a failed authentication of the address. */
+void gw_ratelimit_fail(gw_ratelimit *rl, const char *addr);
 
 /* ---- the server (gw_server.c) ---- */
 typedef struct gw_server gw_server;

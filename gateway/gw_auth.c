@@ -93,7 +93,7 @@ find(gw_ratelimit *rl, const char *addr, int create, int64_t now)
         }
     }
     memset(&rl->table[victim], 0, sizeof(slot));
-    strncpy(rl->table[victim].addr, addr, sizeof rl->table[victim].addr - 1);
+    snprintf(rl->table[victim].addr, sizeof rl->table[victim].addr, "%s", addr);
     rl->table[victim].tokens = rl->burst;
     rl->table[victim].stamp_ns = now;
     return &rl->table[victim];
@@ -116,39 +116,37 @@ key_of(const char *addr, char key[64])
 }
 
 int
-gw_ratelimit_take(gw_ratelimit *rl, const char *addr)
+gw_ratelimit_allow(gw_ratelimit *rl, const char *addr)
 {
     int64_t now = sl_mono_ns();
     char key[64];
     slot *s;
-    int ok;
-
-    key_of(addr, key);
-    pthread_mutex_lock(&rl->lock);
-    s = find(rl, key, 1, now);
-    refill(rl, s, now);
-    ok = s->tokens >= 1.0;
-    if (ok)
-        s->tokens -= 1.0;
-    pthread_mutex_unlock(&rl->lock);
-    return ok;
-}
-
-void
-gw_ratelimit_refund(gw_ratelimit *rl, const char *addr)
-{
-    int64_t now = sl_mono_ns();
-    char key[64];
-    slot *s;
+    int ok = 1;
 
     key_of(addr, key);
     pthread_mutex_lock(&rl->lock);
     s = find(rl, key, 0, now);
     if (s != NULL) {
         refill(rl, s, now);
-        s->tokens += 1.0;
-        if (s->tokens > rl->burst)
-            s->tokens = rl->burst;
+        ok = s->tokens >= 1.0;
     }
+    pthread_mutex_unlock(&rl->lock);
+    return ok;
+}
+
+void
+gw_ratelimit_fail(gw_ratelimit *rl, const char *addr)
+{
+    int64_t now = sl_mono_ns();
+    char key[64];
+    slot *s;
+
+    key_of(addr, key);
+    pthread_mutex_lock(&rl->lock);
+    s = find(rl, key, 1, now);
+    refill(rl, s, now);
+    s->tokens -= 1.0;
+    if (s->tokens < 0)
+        s->tokens = 0;
     pthread_mutex_unlock(&rl->lock);
 }

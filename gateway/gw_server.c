@@ -513,6 +513,7 @@ static void
 auth_fail(gw_req *r, const char *why)
 {
     atomic_fetch_add(&gw_stats.auth_failures, 1);
+    gw_ratelimit_fail(r->srv->rl, r->client);
     gw_reason(r, "unauthenticated: %s", why);
     reply_code(r, SL_EAUTH, "authentication failed: a valid bearer token is required");
 }
@@ -532,7 +533,7 @@ authenticate(gw_req *r)
     int ok = 0, found;
 
     sl_err_clear(&err);
-    if (!gw_ratelimit_take(r->srv->rl, r->client)) {
+    if (!gw_ratelimit_allow(r->srv->rl, r->client)) {
         atomic_fetch_add(&gw_stats.rate_limited, 1);
         gw_reason(r, "too many failed authentications from this address");
         reply_code(r, SL_ERATE, "too many failed authentications; try again later");
@@ -583,8 +584,6 @@ authenticate(gw_req *r)
     r->authed = 1;
     ok = 1;
 out:
-    if (ok || r->status == 503) /* only a failed authentication costs a token */
-        gw_ratelimit_refund(r->srv->rl, r->client);
     if (!ok) {
         db_principal_clear(&r->who);
         memset(&r->who, 0, sizeof r->who);
