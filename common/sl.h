@@ -125,6 +125,8 @@ sl_code sl_time_parse(const char *s, int64_t *unix_us) SL_WUR;
 int64_t sl_now_us(void);
 /* Monotonic clock, nanoseconds. */
 int64_t sl_mono_ns(void);
+/* The CLOCK_REALTIME instant ms milliseconds from now, for pthread_cond_timedwait. */
+void sl_deadline_ms(struct timespec *ts, int64_t ms);
 
 /* Parses a decimal int64 in [lo, hi], the whole string. */
 sl_code sl_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) SL_WUR;

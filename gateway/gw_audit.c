@@ -389,8 +389,7 @@ writer_main(void *arg)
         pthread_mutex_lock(&a->lock);
         while (a->head == NULL && a->overflow == 0 && !a->stopping) {
             struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += 1;
+            sl_deadline_ms(&until, 1000);
             if (pthread_cond_timedwait(&a->work, &a->lock, &until) != 0 && !a->healthy) {
                 /* idle and unhealthy: see whether the database is back */
                 pthread_mutex_unlock(&a->lock);
@@ -584,13 +583,7 @@ gw_audit_commit(gw_audit *a, json_t *event, int bound_ms, int64_t *seq)
     struct timespec until;
     sl_code rc = SL_OK;
 
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += bound_ms / 1000;
-    until.tv_nsec += (long)(bound_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    sl_deadline_ms(&until, bound_ms);
     pthread_mutex_lock(&a->lock);
     if (a->depth >= SL_AUDIT_QUEUE_MAX) {
         a->overflow++;
@@ -671,12 +664,7 @@ gw_audit_stop(gw_audit *a, int drain_ms)
     while ((a->head != NULL || a->overflow > 0 || a->inflight || a->wake_head != NULL) &&
            sl_mono_ns() < end) {
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 100000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        sl_deadline_ms(&until, 100);
         pthread_cond_timedwait(&a->done, &a->lock, &until);
     }
     a->stopping = 2;

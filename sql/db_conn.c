@@ -226,13 +226,7 @@ db_acquire(db_pool *p, int timeout_ms, PGconn **out, sl_err *err)
     int make = 0;
 
     *out = NULL;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    sl_deadline_ms(&until, timeout_ms);
     pthread_mutex_lock(&p->lock);
     for (;;) {
         if (p->nfree > 0) {
