@@ -88,18 +88,6 @@ sl_code sl_buf_printf(sl_buf *b, const char *fmt, ...) SL_PRINTF(2, 3) SL_WUR;
 /* Transfers the data to the caller (malloc'd, NUL-terminated); the buffer is emptied. */
 char *sl_buf_take(sl_buf *b, size_t *len);
 
-/*
- * Per-request arena: allocations live until sl_arena_free. Built with
- * SL_ARENA_DEBUG each allocation is a separate malloc so that ASan sees overflows.
- * Allocation failures abort (memory exhaustion is not an input error).
- */
-typedef struct sl_arena sl_arena;
-sl_arena *sl_arena_new(void);
-void sl_arena_free(sl_arena *a);
-void *sl_arena_alloc(sl_arena *a, size_t n);
-char *sl_arena_strdup(sl_arena *a, const char *s);
-char *sl_arena_strndup(sl_arena *a, const char *s, size_t n);
-
 /* Allocation that aborts on exhaustion. */
 void *sl_xmalloc(size_t n);
 void *sl_xcalloc(size_t n, size_t size);

@@ -1,5 +1,5 @@
 /*
- * common/sl_buf.c: bounded growable buffers and the per-request arena.
+ * common/sl_buf.c: bounded growable buffers.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,92 +108,4 @@ sl_buf_take(sl_buf *b, size_t *len)
     b->data = NULL;
     b->len = b->cap = 0;
     return p;
-}
-
-/* Arena: a list of blocks; in debug builds one block per allocation. */
-struct block {
-    struct block *next;
-    size_t used, size;
-    max_align_t data[];
-};
-
-struct sl_arena {
-    struct block *head;
-};
-
-#define ARENA_BLOCK 8192
-
-sl_arena *
-sl_arena_new(void)
-{
-    return sl_xcalloc(1, sizeof(sl_arena));
-}
-
-void
-sl_arena_free(sl_arena *a)
-{
-    struct block *b, *next;
-
-    if (a == NULL)
-        return;
-    for (b = a->head; b != NULL; b = next) {
-        next = b->next;
-        free(b);
-    }
-    free(a);
-}
-
-void *
-sl_arena_alloc(sl_arena *a, size_t n)
-{
-    const size_t align = sizeof(max_align_t);
-    struct block *b;
-    size_t rounded;
-
-    if (n > SIZE_MAX / 2)
-        sl_panic("arena allocation of %zu bytes", n);
-    rounded = (n + align - 1) / align * align;
-#ifndef SL_ARENA_DEBUG
-    b = a->head;
-    if (b != NULL && b->size - b->used >= rounded) {
-        void *p = (char *)b->data + b->used;
-        b->used += rounded;
-        return p;
-    }
-    if (rounded < ARENA_BLOCK) {
-        b = sl_xmalloc(sizeof *b + ARENA_BLOCK);
-        b->size = ARENA_BLOCK;
-        b->used = rounded;
-        b->next = a->head;
-        a->head = b;
-        return b->data;
-    }
-#endif
-    b = sl_xmalloc(sizeof *b + rounded);
-    b->size = b->used = rounded;
-    if (a->head != NULL) {
-        /* keep the partly used head block first */
-        b->next = a->head->next;
-        a->head->next = b;
-    } else {
-        b->next = NULL;
-        a->head = b;
-    }
-    return b->data;
-}
-
-char *
-sl_arena_strndup(sl_arena *a, const char *s, size_t n)
-{
-    char *p = sl_arena_alloc(a, n + 1);
-
-    memcpy(p, s, n);
-    p[n] = '\0';
-    return p;
-}
-
-char *
-sl_arena_strdup(sl_arena *a, const char *s)
-{
-    return sl_arena_strndup(a, s, strlen(s));
 }

@@ -35,9 +35,6 @@ on_data(char *p, size_t size, size_t n, void *cls)
     answer *a = cls;
     size_t len = size * n;
 
-    if (a->sink != NULL && a->status == 0) {
-        /* the status line is known by the time data arrives */
-    }
     if (a->sink != NULL && a->status >= 200 && a->status < 300)
         return fwrite(p, 1, len, a->sink) == len ? len : 0;
     if (sl_buf_append(&a->body, p, len) != SL_OK) {

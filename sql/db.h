@@ -98,8 +98,6 @@ typedef struct {
 } db_token;
 sl_code db_token_insert(PGconn *c, const char *token_id, int64_t principal_id,
                         const unsigned char hash[32], int64_t expires_us, sl_err *err) SL_WUR;
-/* SL_ENOTFOUND when no such token id. */
-sl_code db_token_get(PGconn *c, const char *token_id, db_token *out, sl_err *err) SL_WUR;
 /* The token and its principal in one round trip; SL_ENOTFOUND when no such token id. */
 sl_code db_auth_lookup(PGconn *c, const char *token_id, db_token *tok, db_principal *p,
                        sl_err *err) SL_WUR;

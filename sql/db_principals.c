@@ -261,31 +261,6 @@ unhex32(const char *hex, unsigned char out[32])
     }
 }
 
-sl_code
-db_token_get(PGconn *c, const char *token_id, db_token *out, sl_err *err)
-{
-    const char *params[1] = {token_id};
-    PGresult *r;
-
-    r = query(c,
-              "SELECT principal_id, encode(hash, 'hex'), " EPOCH_US(
-                  "expires_at") ", revoked_at IS NOT NULL FROM tokens WHERE token_id = $1",
-              1, params, NULL, NULL, PGRES_TUPLES_OK, err);
-    if (r == NULL)
-        return SL_EUNAVAIL;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        return sl_err_set(err, SL_ENOTFOUND, "no such token");
-    }
-    memset(out, 0, sizeof *out);
-    out->principal_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    unhex32(PQgetvalue(r, 0, 1), out->hash);
-    out->expires_us = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
-    out->revoked = PQgetvalue(r, 0, 3)[0] == 't';
-    PQclear(r);
-    return SL_OK;
-}
-
 #define AUTH_SQL                                                                                   \
     "SELECT p.id, p.name, p.kind, p.roles::text, p.attributes::text, p.disabled, " EPOCH_US(       \
         "p.created_at") ", encode(t.hash, 'hex'), " EPOCH_US("t.expires_at") ", t.revoked_at IS "  \
