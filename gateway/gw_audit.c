@@ -29,6 +29,10 @@ typedef struct item {
     int state;
     int waited;    /* a request thread waits on it (on cond) and frees it */
     int abandoned; /* its request gave up waiting (answered 503) while it was written */
+    /* The event's RFC 8785 text with placeholders for seq, ts and prev_hash, made by the
+     * submitting thread; the writer only splices the three values in. */
+    char *pre;
+    size_t pre_len, off_prev, off_seq, off_ts;
     pthread_cond_t cond;
     int64_t seq;
     struct item *next;
@@ -109,6 +113,70 @@ unlink_item(gw_audit *a, item *it)
     return 0;
 }
 
+#define PH_PREV  "\"prev_hash\":\"0000000000000000000000000000000000000000000000000000000000000000\""
+#define PH_SEQ   ",\"seq\":0,"
+#define PH_TS    "\"ts\":\"0000-00-00T00:00:00.000000Z\""
+#define TS_WIDTH 27
+
+/* The last occurrence of needle: top-level keys come last in their sorted place, after
+ * any nested key of the same name inside "detail", and no string holds a bare quote. */
+static const char *
+last_of(const char *hay, const char *needle)
+{
+    const char *p = hay, *found = NULL;
+
+    while ((p = strstr(p, needle)) != NULL)
+        found = p++;
+    return found;
+}
+
+/* Canonical text with placeholders; 0 when the event cannot be canonicalised. */
+static int
+prepare_text(item *it)
+{
+    json_t *e = json_copy(it->ev);
+    const char *p, *q, *t;
+    sl_buf b;
+    int ok = 0;
+
+    sl_buf_init(&b, (size_t)1 << 20);
+    json_object_set_new(e, "seq", json_integer(0));
+    json_object_set_new(e, "ts", json_string("0000-00-00T00:00:00.000000Z"));
+    json_object_set_new(
+        e, "prev_hash",
+        json_string("0000000000000000000000000000000000000000000000000000000000000000"));
+    if (cry_jcs(e, &b) == SL_OK && (p = last_of(b.data, PH_PREV)) != NULL &&
+        (q = last_of(b.data, PH_SEQ)) != NULL && (t = last_of(b.data, PH_TS)) != NULL && p < q &&
+        q < t) {
+        free(it->pre);
+        it->off_prev = (size_t)(p - b.data) + strlen("\"prev_hash\":\"");
+        it->off_seq = (size_t)(q - b.data) + strlen(",\"seq\":");
+        it->off_ts = (size_t)(t - b.data) + strlen("\"ts\":\"");
+        it->pre = sl_buf_take(&b, &it->pre_len);
+        ok = 1;
+    }
+    sl_buf_free(&b);
+    json_decref(e);
+    return ok;
+}
+
+/* Makes an item's text; an event that cannot be written as it is becomes a minimal one
+ * (a bug in its builder must not lose the request, nor abort the gateway). */
+static void
+prepare(item *it)
+{
+    if (prepare_text(it))
+        return;
+    sl_error("audit: an event could not be canonicalised; recording a minimal one");
+    json_decref(it->ev);
+    it->ev = json_pack("{s:s, s:n, s:s, s:s, s:s, s:s, s:n, s:i, s:n, s:s, s:{}}", "request_id",
+                       "unencodable", "principal", "action", "audit.unencodable", "resource", "?",
+                       "decision", "error", "reason", "an event could not be encoded", "purpose",
+                       "status", 0, "bytes", "client", "?", "detail");
+    if (!prepare_text(it))
+        sl_panic("audit: the minimal event cannot be canonicalised");
+}
+
 static item *
 item_new(json_t *ev, int waited)
 {
@@ -117,6 +185,7 @@ item_new(json_t *ev, int waited)
     it->ev = ev;
     it->waited = waited;
     pthread_cond_init(&it->cond, NULL);
+    prepare(it);
     return it;
 }
 
@@ -124,6 +193,7 @@ static void
 item_free(item *it)
 {
     json_decref(it->ev);
+    free(it->pre);
     pthread_cond_destroy(&it->cond);
     free(it);
 }
@@ -219,15 +289,6 @@ signed_head(gw_audit *a, const db_checkpoint *cp, int found, int64_t *seq,
     return SL_OK;
 }
 
-/* Takes the fields the writer added off an event that goes back to the queue. */
-static void
-unstamp(json_t *ev)
-{
-    json_object_del(ev, "seq");
-    json_object_del(ev, "ts");
-    json_object_del(ev, "prev_hash");
-}
-
 /*
  * Gives each event of the batch its seq, time and prev_hash after (seq, prev), hashes its
  * canonical text into rows[], and signs the batch's checkpoint into cp. canon[] holds the
@@ -235,7 +296,7 @@ unstamp(json_t *ev)
  */
 static void
 stamp(gw_audit *a, item **batch, size_t n, int64_t seq, const unsigned char head[CRY_HASH_BYTES],
-      db_audit_row *rows, sl_buf *canon, db_checkpoint *cp, unsigned char last[CRY_HASH_BYTES])
+      db_audit_row *rows, char **canon, db_checkpoint *cp, unsigned char last[CRY_HASH_BYTES])
 {
     unsigned char prev[CRY_HASH_BYTES], hash[CRY_HASH_BYTES];
     char prev_hex[CRY_HASH_HEX + 1], ts[SL_TS_LEN];
@@ -244,25 +305,43 @@ stamp(gw_audit *a, item **batch, size_t n, int64_t seq, const unsigned char head
 
     memcpy(prev, head, CRY_HASH_BYTES);
     sl_time_format_us(sl_now_us(), ts);
+    if (strlen(ts) != TS_WIDTH)
+        sl_panic("audit: the clock is outside years 0000-9999");
     for (i = 0; i < n; i++) {
-        json_t *e = batch[i]->ev;
+        const item *it = batch[i];
+        json_t *e = it->ev;
+        char seqs[24], *o;
+        size_t nseq, len;
         cry_hex(prev, CRY_HASH_BYTES, prev_hex);
-        json_object_set_new(e, "seq", json_integer(++seq));
-        json_object_set_new(e, "ts", json_string(ts));
-        json_object_set_new(e, "prev_hash", json_string(prev_hex));
-        sl_buf_free(&canon[i]);
-        sl_buf_init(&canon[i], (size_t)1 << 20);
-        if (cry_jcs(e, &canon[i]) != SL_OK)
-            sl_panic("audit event not canonicalisable (a bug in the event builder)");
-        cry_chain_hash(prev, canon[i].data, canon[i].len, hash);
+        nseq = (size_t)snprintf(seqs, sizeof seqs, "%lld", (long long)++seq);
+        /* the canonical text with seq, ts and prev_hash in their sorted places */
+        len = it->pre_len + nseq - 1;
+        free(canon[i]);
+        canon[i] = o = sl_xmalloc(len + 1);
+        memcpy(o, it->pre, it->off_prev);
+        o += it->off_prev;
+        memcpy(o, prev_hex, CRY_HASH_HEX);
+        o += CRY_HASH_HEX;
+        memcpy(o, it->pre + it->off_prev + CRY_HASH_HEX, it->off_seq - it->off_prev - CRY_HASH_HEX);
+        o += it->off_seq - it->off_prev - CRY_HASH_HEX;
+        memcpy(o, seqs, nseq);
+        o += nseq;
+        memcpy(o, it->pre + it->off_seq + 1, it->off_ts - it->off_seq - 1);
+        o += it->off_ts - it->off_seq - 1;
+        memcpy(o, ts, TS_WIDTH);
+        o += TS_WIDTH;
+        memcpy(o, it->pre + it->off_ts + TS_WIDTH, it->pre_len - it->off_ts - TS_WIDTH);
+        o += it->pre_len - it->off_ts - TS_WIDTH;
+        *o = '\0';
+        cry_chain_hash(prev, canon[i], len, hash);
         rows[i].seq = seq;
         rows[i].principal = json_string_value(json_object_get(e, "principal"));
         rows[i].action = json_string_value(json_object_get(e, "action"));
         rows[i].resource = json_string_value(json_object_get(e, "resource"));
         rows[i].decision = json_string_value(json_object_get(e, "decision"));
         rows[i].status = (int)json_integer_value(json_object_get(e, "status"));
-        rows[i].canon = canon[i].data;
-        rows[i].canon_len = canon[i].len;
+        rows[i].canon = canon[i];
+        rows[i].canon_len = len;
         memcpy(rows[i].hash, hash, CRY_HASH_BYTES);
         memcpy(prev, hash, CRY_HASH_BYTES);
         batch[i]->seq = seq;
@@ -293,7 +372,7 @@ write_batch(gw_audit *a, item **batch, size_t n, sl_err *err)
 {
     unsigned char head[CRY_HASH_BYTES], last[CRY_HASH_BYTES];
     db_audit_row *rows = sl_xcalloc(n, sizeof *rows);
-    sl_buf *canon = sl_xcalloc(n, sizeof *canon);
+    char **canon = sl_xcalloc(n, sizeof *canon);
     db_checkpoint cp, prev_cp;
     int64_t seq = 0;
     int found = 0, stale = 1;
@@ -323,19 +402,16 @@ write_batch(gw_audit *a, item **batch, size_t n, sl_err *err)
         memcpy(a->last_hash, last, CRY_HASH_BYTES);
     }
 out:
-    if (rc != SL_OK) {
+    if (rc != SL_OK)
         a->last_seq = 0; /* re-read the head next time */
-        for (i = 0; i < n; i++)
-            unstamp(batch[i]->ev);
-    }
     for (i = 0; i < n; i++)
-        sl_buf_free(&canon[i]);
+        free(canon[i]);
     free(canon);
     free(rows);
     return rc;
 }
 
-static void rewrite_unavailable(json_t *ev);
+static void rewrite_unavailable(item *it);
 
 /*
  * An event committed after its request gave up and answered 503 (the lock is held): the
@@ -453,7 +529,7 @@ writer_main(void *arg)
             for (i = n; i-- > 0;) {
                 batch[i]->state = QUEUED;
                 if (batch[i]->abandoned) {
-                    rewrite_unavailable(batch[i]->ev);
+                    rewrite_unavailable(batch[i]);
                     batch[i]->waited = batch[i]->abandoned = 0;
                 }
                 if (batch[i]->waited)
@@ -567,13 +643,14 @@ gw_audit_start(const char *conninfo, const gw_keys *keys)
 
 /* Marks a request's event as answered 503 because the trail could not take it. */
 static void
-rewrite_unavailable(json_t *ev)
+rewrite_unavailable(item *it)
 {
-    json_object_set_new(ev, "status", json_integer(503));
-    json_object_set_new(ev, "decision", json_string("error"));
-    json_object_set_new(ev, "reason",
+    json_object_set_new(it->ev, "status", json_integer(503));
+    json_object_set_new(it->ev, "decision", json_string("error"));
+    json_object_set_new(it->ev, "reason",
                         json_string("audit trail unavailable: answered 503 without data"));
-    json_object_set_new(ev, "bytes", json_integer(0));
+    json_object_set_new(it->ev, "bytes", json_integer(0));
+    prepare(it);
 }
 
 sl_code
@@ -602,7 +679,7 @@ gw_audit_commit(gw_audit *a, json_t *event, int bound_ms, int64_t *seq)
         if (late && it->state == QUEUED) {
             /* Past the bound and not being written: answer 503 and leave a record of it. */
             unlink_item(a, it);
-            rewrite_unavailable(it->ev);
+            rewrite_unavailable(it);
             it->waited = 0;
             push_back(a, it);
             rc = SL_EUNAVAIL;
