@@ -88,7 +88,6 @@ struct gw_req {
     char reason[SL_MAX_AUDIT_TEXT + 1];
     json_t *detail;
     int audited;
-    int extra_headers; /* Location etc. */
     char location[SL_MAX_PATH + 1];
 };
 
