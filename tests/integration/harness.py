@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+import unittest
 
 BIN = os.environ.get("SLUICE_BIN", os.path.join(os.path.dirname(__file__), "../../build-test/bin/sluice"))
 PG_BIN = os.environ.get("SLUICE_PG_BINDIR", "/usr/lib/postgresql/15/bin")
@@ -29,6 +30,39 @@ def free_port():
     return port
 
 
+def header_of(headers, name):
+    """The value of a header in a list of (name, value) pairs, any case, or None."""
+    for k, v in headers:
+        if k.lower() == name.lower():
+            return v
+    return None
+
+
+class ServerCase(unittest.TestCase):
+    """A test class sharing one gateway: `serve_args` for serve, `prepare()` to set it up."""
+    srv = None
+    serve_args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(serve_args=list(cls.serve_args))
+        try:
+            cls.srv.start()
+            cls.prepare()
+        except Exception:
+            cls.srv.close()
+            raise
+
+    @classmethod
+    def prepare(cls):
+        pass
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.srv is not None:
+            cls.srv.close()
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status
@@ -39,10 +73,7 @@ class Response:
         return json.loads(self.body.decode("utf-8"))
 
     def header(self, name):
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
+        return header_of(self.headers, name)
 
     def __repr__(self):
         return "Response(%d, %r)" % (self.status, self.body[:300])

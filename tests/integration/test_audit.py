@@ -11,7 +11,7 @@ import tempfile
 import unittest
 import uuid
 
-from harness import Server
+from harness import Server, ServerCase
 
 
 def verify(srv):
@@ -27,14 +27,7 @@ def fill(srv, n=12):
         assert r.status == 200, r
 
 
-class OneEventPerRequest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server().__enter__()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.close()
+class OneEventPerRequest(ServerCase):
 
     def test_every_request_exactly_one_event(self):
         s = self.srv
@@ -172,17 +165,12 @@ class OneEventPerRequest(unittest.TestCase):
 SU = "SET session_replication_role = replica; "
 
 
-class Tamper(unittest.TestCase):
+class Tamper(ServerCase):
     """Each change is pinpointed, then undone so the next starts from a good trail."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.srv = Server().__enter__()
+    def prepare(cls):
         fill(cls.srv, 12)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.close()
 
     def setUp(self):
         v = verify(self.srv)

@@ -24,7 +24,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server  # noqa: E402
+from harness import Server, ServerCase  # noqa: E402
 
 
 TOKEN_RE = re.compile(r"^slc_([0-9a-f]{16})_([0-9a-f]{64})$")
@@ -58,23 +58,7 @@ def metric(text, name):
     return float(m.group(1)) if m else None
 
 
-class AuthTestBase(unittest.TestCase):
-    srv = None
-    serve_args = ()
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server(serve_args=list(cls.serve_args))
-        try:
-            cls.srv.start()
-        except Exception:
-            cls.srv.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.srv is not None:
-            cls.srv.close()
+class AuthTestBase(ServerCase):
 
     def req(self, method, path, token="admin", body=None, headers=None, request_id=None):
         h = dict(headers or {})

@@ -13,21 +13,14 @@ import http.client
 import ssl
 import time
 
-from harness import BIN, Server, free_port
+from harness import BIN, ServerCase, free_port
 
 
 def run(*args, **kw):
     return subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=120, **kw)
 
 
-class DataDir(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server().__enter__()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.close()
+class DataDir(ServerCase):
 
     def test_init_refuses_a_non_empty_directory(self):
         out = run("init", "--data-dir", self.srv.dir)

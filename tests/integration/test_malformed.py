@@ -32,7 +32,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server  # noqa: E402
+from harness import Server, ServerCase, header_of  # noqa: E402
 
 
 MIB = 1024 * 1024
@@ -57,10 +57,7 @@ class RawResponse:
         self.complete = complete
 
     def header(self, name):
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
+        return header_of(self.headers, name)
 
     def __repr__(self):
         return "RawResponse(%s, %r)" % (self.status, self.body[:200])
@@ -442,31 +439,20 @@ def misc_cases():
     return cases
 
 
-class MalformedTest(unittest.TestCase):
-    srv = None
+class MalformedTest(ServerCase):
     TARGET = "target"
+    # every client is 127.0.0.1: no failed-auth limit in the way of the 401 cases
+    serve_args = ("--auth-fail-burst", "100000", "--auth-fail-per-min", "100000")
 
     @classmethod
-    def setUpClass(cls):
-        # every client is 127.0.0.1: no failed-auth limit in the way of the 401 cases
-        cls.srv = Server(serve_args=["--auth-fail-burst", "100000", "--auth-fail-per-min", "100000"])
-        try:
-            cls.srv.start()
-            r = cls.srv.request("POST", "/v1/principals", body={"name": cls.TARGET, "kind": "user", "roles": ["trainer"],
-                                                                 "attributes": {"team": "t"}})
-            assert r.status == 201, r
-            cls.target_token = r.json()["token"]
-            r = cls.srv.request("POST", "/v1/principals", body={"name": "a", "kind": "user", "roles": ["trainer"],
-                                                                 "attributes": {}})
-            assert r.status == 201, r
-        except Exception:
-            cls.srv.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.srv is not None:
-            cls.srv.close()
+    def prepare(cls):
+        r = cls.srv.request("POST", "/v1/principals", body={"name": cls.TARGET, "kind": "user", "roles": ["trainer"],
+                                                             "attributes": {"team": "t"}})
+        assert r.status == 201, r
+        cls.target_token = r.json()["token"]
+        r = cls.srv.request("POST", "/v1/principals", body={"name": "a", "kind": "user", "roles": ["trainer"],
+                                                             "attributes": {}})
+        assert r.status == 201, r
 
     # ---- helpers ----
 

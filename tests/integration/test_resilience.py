@@ -23,7 +23,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server  # noqa: E402
+from harness import Server, ServerCase  # noqa: E402
 
 
 AUDIT_BOUND_MS = 1000
@@ -54,22 +54,10 @@ def poll(fn, timeout, interval=0.2):
         time.sleep(interval)
 
 
-class OutageTest(unittest.TestCase):
+class OutageTest(ServerCase):
     srv = None
 
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server(serve_args=["--audit-bound-ms", str(AUDIT_BOUND_MS)])
-        try:
-            cls.srv.start()
-        except Exception:
-            cls.srv.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.srv is not None:
-            cls.srv.close()
+    serve_args = ("--audit-bound-ms", str(AUDIT_BOUND_MS))
 
     def setUp(self):
         # each test starts with a working database, whatever the last one left
