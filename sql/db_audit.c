@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "db.h"
+#include "db_int.h"
 
 #define TS_US_SQL(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
@@ -84,16 +84,6 @@ clear_all(PGresult **r, int n)
         PQclear(r[i]);
 }
 
-static int
-hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
-}
-
 sl_code
 db_audit_prepare(PGconn *c, sl_err *err)
 {
@@ -148,7 +138,6 @@ db_audit_begin(PGconn *c, int64_t *seq, unsigned char hash[32], db_checkpoint *c
     PGresult *res[3];
     PGresult *r;
     sl_code rc;
-    int i;
 
     *seq = 0;
     *cp_found = 0;
@@ -166,10 +155,8 @@ db_audit_begin(PGconn *c, int64_t *seq, unsigned char hash[32], db_checkpoint *c
         return pgfail(err, c, NULL, "audit head has an unexpected shape");
     }
     if (!PQgetisnull(r, 0, 0)) {
-        const char *hex = PQgetvalue(r, 0, 1);
         *seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        for (i = 0; i < 32 && strlen(hex) == 64; i++)
-            hash[i] = (unsigned char)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
+        db_unhex32(PQgetvalue(r, 0, 1), hash);
     }
     if (!PQgetisnull(r, 0, 2)) {
         *cp_found = 1;

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "db.h"
+#include "db_int.h"
 
 #define TS_SQL(col)   "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 #define EPOCH_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
@@ -243,8 +243,8 @@ hexval(char c)
 
 /* Decodes the 64 hex digits PostgreSQL's encode() gave; a bad digit gives zeros there,
  * which can never match a real hash. */
-static void
-unhex32(const char *hex, unsigned char out[32])
+void
+db_unhex32(const char *hex, unsigned char out[32])
 {
     size_t i;
 
@@ -309,7 +309,7 @@ db_auth_lookup(PGconn *c, const char *token_id, db_token *tok, db_principal *p, 
     principal_from_row(r, 0, p);
     memset(tok, 0, sizeof *tok);
     tok->principal_id = p->id;
-    unhex32(PQgetvalue(r, 0, 7), tok->hash);
+    db_unhex32(PQgetvalue(r, 0, 7), tok->hash);
     tok->expires_us = strtoll(PQgetvalue(r, 0, 8), NULL, 10);
     tok->revoked = PQgetvalue(r, 0, 9)[0] == 't';
     PQclear(r);
