@@ -91,6 +91,8 @@ char *sl_buf_take(sl_buf *b, size_t *len);
 /* Allocation that aborts on exhaustion. */
 void *sl_xmalloc(size_t n);
 void *sl_xcalloc(size_t n, size_t size);
+/* Resizes p to n elements of size bytes (overflow-checked). */
+void *sl_xreallocarray(void *p, size_t n, size_t size);
 char *sl_xstrdup(const char *s);
 
 /* Names of principals, datasets, policies: ^[a-z][a-z0-9_.-]{0,62}$ */

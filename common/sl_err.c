@@ -3,6 +3,7 @@
  * and process-wide logging.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,19 @@ sl_xcalloc(size_t n, size_t size)
     if (p == NULL)
         sl_panic("out of memory allocating %zu x %zu bytes", n, size);
     return p;
+}
+
+void *
+sl_xreallocarray(void *p, size_t n, size_t size)
+{
+    void *q;
+
+    if (size != 0 && n > SIZE_MAX / size)
+        sl_panic("allocation of %zu x %zu bytes overflows", n, size);
+    q = realloc(p, n * size > 0 ? n * size : 1);
+    if (q == NULL)
+        sl_panic("out of memory allocating %zu x %zu bytes", n, size);
+    return q;
 }
 
 char *

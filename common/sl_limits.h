@@ -52,6 +52,10 @@
 #define SL_DEFAULT_AUTH_FAIL_PER_MIN 30
 /* Client addresses tracked by the rate limiter (fixed table; oldest entry evicted). */
 #define SL_RATE_TABLE 4096
+/* Authentications cached per gateway (direct-mapped by token id), and for how long. The
+ * audit writer checks each cached one when the request's event commits. */
+#define SL_AUTH_CACHE       4096
+#define SL_AUTH_CACHE_TTL_S 300
 /* Database connections each gateway keeps for request handlers. */
 #define SL_DEFAULT_DB_POOL 8
 /* How long a handler waits for a pooled database connection. */

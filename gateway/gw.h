@@ -86,15 +86,35 @@ void gw_pg_conninfo(const char *data_dir, char *out, size_t n);
 
 /* ---- the audit writer (gw_audit.c) ---- */
 typedef struct gw_audit gw_audit;
-/* Starts the writer thread; it connects lazily and reconnects forever. */
-gw_audit *gw_audit_start(const char *conninfo, const gw_keys *keys);
 /*
- * Submits an event (ownership taken) and waits until it is committed in PostgreSQL, or
- * bound_ms passes. SL_OK: committed (*seq set). SL_EUNAVAIL: not committed within the
- * bound; the event has been rewritten to record a 503 answer and stays queued, so the
- * request's one event is written once the trail is back.
+ * Starts the writer thread; it connects lazily and reconnects forever. A request waits
+ * for its event at most bound_ms (plus a second's grace when its batch is being written).
  */
-sl_code gw_audit_commit(gw_audit *a, json_t *event, int bound_ms, int64_t *seq);
+gw_audit *gw_audit_start(const char *conninfo, const gw_keys *keys, int bound_ms);
+/*
+ * A request waiting for its event. done(w) is called exactly once, from the writer's
+ * notifier thread (or from gw_audit_submit itself when the queue is full), after rc and
+ * seq are set: SL_OK when the event is committed in PostgreSQL (seq is its place);
+ * SL_EUNAVAIL when it was not within the bound: the event has then been rewritten to
+ * record a 503 answer and stays queued, so the request's one event is written once the
+ * trail is back. The record must stay valid until done runs; after it, it is not touched.
+ */
+typedef struct gw_audit_wait {
+    void (*done)(struct gw_audit_wait *w);
+    void *ctx;
+    /* An authentication the request took from the cache: checked in the transaction that
+     * commits its event. When it no longer holds, nothing is written and rc is SL_EAUTH:
+     * the request must be authenticated again from the database and made anew. */
+    int claim;
+    char claim_token[CRY_TOKEN_ID_HEX + 1];
+    int64_t claim_version;
+    sl_code rc;
+    int64_t seq;
+} gw_audit_wait;
+/* Submits an event (ownership taken) for w's request; never blocks on the database. */
+void gw_audit_submit(gw_audit *a, json_t *event, gw_audit_wait *w);
+/* gw_audit_submit, then waits for the outcome and leaves it in w (its done is not used). */
+sl_code gw_audit_commit(gw_audit *a, json_t *event, gw_audit_wait *w);
 /* Queues an event without waiting (ownership taken). */
 void gw_audit_post(gw_audit *a, json_t *event);
 /* Stops the writer after draining the queue for at most drain_ms; logs what is left. */
@@ -107,6 +127,8 @@ long gw_audit_depth(gw_audit *a);
 typedef struct {
     atomic_long auth_failures;
     atomic_long rate_limited;
+    atomic_long auth_cache_hits;
+    atomic_long auth_claims_failed;
     atomic_long audit_commits;
     atomic_long audit_events;
     atomic_long audit_failures;
@@ -132,6 +154,22 @@ void gw_ratelimit_free(gw_ratelimit *rl);
 int gw_ratelimit_allow(gw_ratelimit *rl, const char *addr);
 /* Records a failed authentication of the address. */
 void gw_ratelimit_fail(gw_ratelimit *rl, const char *addr);
+
+/*
+ * Authentications already looked up (gw_authcache.c): a hit only spares the database
+ * lookup; the caller still checks the secret and expiry, and the request's audit event
+ * carries the claim so its commit checks it against the database (gw_audit_wait).
+ */
+typedef struct gw_authcache gw_authcache;
+gw_authcache *gw_authcache_new(int ttl_s);
+void gw_authcache_free(gw_authcache *c);
+/* 1 with tok and p filled (p's JSON owned by the caller) when the token id is cached. */
+int gw_authcache_get(gw_authcache *c, const char *token_id, db_token *tok, db_principal *p);
+/* Caches a valid authentication (never a revoked token or a disabled principal). */
+void gw_authcache_put(gw_authcache *c, const char *token_id, const db_token *tok,
+                      const db_principal *p);
+void gw_authcache_forget(gw_authcache *c, const char *token_id);
+void gw_authcache_forget_principal(gw_authcache *c, int64_t principal_id);
 
 /* ---- the server (gw_server.c) ---- */
 typedef struct gw_server gw_server;

@@ -25,18 +25,23 @@ enum { QUEUED, WRITING, COMMITTED };
 #define GW_AUDIT_GRACE_S 1
 /* Group commit: with concurrent requests, wait up to this long for this many events. */
 #define GW_AUDIT_GATHER    48
-#define GW_AUDIT_GATHER_US 600
+#define GW_AUDIT_GATHER_US 200
 
 typedef struct item {
     json_t *ev;
     int state;
-    int waited;    /* a request thread waits on it (on cond) and frees it */
-    int abandoned; /* its request gave up waiting (answered 503) while it was written */
+    gw_audit_wait *w; /* the request waiting for it, until told the outcome */
+    int abandoned;    /* its request was answered 503 while it was being written */
+    sl_code outcome;  /* for the notifier: SL_OK written, SL_EAUTH its claim failed */
+    int claim;        /* an authentication from the cache, checked at commit */
+    char claim_token[CRY_TOKEN_ID_HEX + 1];
+    int64_t claim_version;
+    int64_t deadline_ns;
+    struct item *wprev, *wnext; /* the waiting list, in submission (= deadline) order */
     /* The event's RFC 8785 text with placeholders for seq, ts and prev_hash, made by the
      * submitting thread; the writer only splices the three values in. */
     char *pre;
     size_t pre_len, off_prev, off_seq, off_ts;
-    pthread_cond_t cond;
     int64_t seq;
     struct item *next;
 } item;
@@ -51,12 +56,14 @@ typedef struct wake {
 struct gw_audit {
     pthread_t thread;
     pthread_t notifier;
-    pthread_cond_t wake_cv;
+    pthread_cond_t wake_cv; /* the notifier waits for commits and deadlines */
     wake *wake_head, *wake_tail;
+    item *wait_head, *wait_tail; /* items whose request waits, oldest first */
     int notifier_stop;
+    int bound_ms;
     pthread_mutex_t lock;
     pthread_cond_t work; /* writer waits for events */
-    pthread_cond_t done; /* waiters wait for batches */
+    pthread_cond_t done; /* gw_audit_stop waits for batches */
     item *head, *tail;
     long depth;
     long overflow;          /* events that found the queue full; written as one event later */
@@ -96,24 +103,6 @@ push_back(gw_audit *a, item *it)
         a->head = it;
     a->tail = it;
     a->depth++;
-}
-
-/* Unlinks an item still queued; 1 when found. */
-static int
-unlink_item(gw_audit *a, item *it)
-{
-    item **pp, *prev = NULL;
-
-    for (pp = &a->head; *pp != NULL; prev = *pp, pp = &(*pp)->next) {
-        if (*pp == it) {
-            *pp = it->next;
-            if (a->tail == it)
-                a->tail = prev;
-            a->depth--;
-            return 1;
-        }
-    }
-    return 0;
 }
 
 #define PH_PREV  "\"prev_hash\":\"0000000000000000000000000000000000000000000000000000000000000000\""
@@ -181,13 +170,11 @@ prepare(item *it)
 }
 
 static item *
-item_new(json_t *ev, int waited)
+item_new(json_t *ev)
 {
     item *it = sl_xcalloc(1, sizeof *it);
 
     it->ev = ev;
-    it->waited = waited;
-    pthread_cond_init(&it->cond, NULL);
     prepare(it);
     return it;
 }
@@ -197,7 +184,6 @@ item_free(item *it)
 {
     json_decref(it->ev);
     free(it->pre);
-    pthread_cond_destroy(&it->cond);
     free(it);
 }
 
@@ -371,7 +357,7 @@ stamp(gw_audit *a, item **batch, size_t n, int64_t seq, const unsigned char head
  * batch is committed.
  */
 static sl_code
-write_batch(gw_audit *a, item **batch, size_t n, sl_err *err)
+write_batch(gw_audit *a, item **batch, size_t n, const db_auth_claims *claims, sl_err *err)
 {
     unsigned char head[CRY_HASH_BYTES], last[CRY_HASH_BYTES];
     db_audit_row *rows = sl_xcalloc(n, sizeof *rows);
@@ -384,7 +370,7 @@ write_batch(gw_audit *a, item **batch, size_t n, sl_err *err)
 
     if (a->last_seq > 0) {
         stamp(a, batch, n, a->last_seq, a->last_hash, rows, canon, &cp, last);
-        rc = db_audit_append(a->conn, rows, n, &cp, a->last_seq, a->last_hash, &stale, err);
+        rc = db_audit_append(a->conn, rows, n, &cp, a->last_seq, a->last_hash, claims, &stale, err);
         if (rc != SL_OK)
             goto out;
     }
@@ -396,7 +382,7 @@ write_batch(gw_audit *a, item **batch, size_t n, sl_err *err)
             goto out;
         }
         stamp(a, batch, n, seq, head, rows, canon, &cp, last);
-        rc = db_audit_append(a->conn, rows, n, &cp, 0, NULL, &stale, err);
+        rc = db_audit_append(a->conn, rows, n, &cp, 0, NULL, claims, &stale, err);
         if (rc == SL_OK && stale)
             rc = sl_err_set(err, SL_EINTERNAL, "audit batch not appended");
     }
@@ -405,8 +391,8 @@ write_batch(gw_audit *a, item **batch, size_t n, sl_err *err)
         memcpy(a->last_hash, last, CRY_HASH_BYTES);
     }
 out:
-    if (rc != SL_OK)
-        a->last_seq = 0; /* re-read the head next time */
+    if (rc != SL_OK && rc != SL_EAUTH)
+        a->last_seq = 0; /* re-read the head next time (a failed claim wrote nothing) */
     for (i = 0; i < n; i++)
         free(canon[i]);
     free(canon);
@@ -435,7 +421,7 @@ late_commit(gw_audit *a, item *it)
     item *c;
 
     if (fix != NULL) {
-        c = item_new(fix, 0);
+        c = item_new(fix);
         push_back(a, c);
         pthread_cond_signal(&a->work);
     }
@@ -452,16 +438,91 @@ overflow_event(long n)
         "purpose", "status", 503, "bytes", "client", "", "detail", "lost_events", (json_int_t)n);
 }
 
+/*
+ * Writes a batch whose cached authentications are checked at commit. Items whose claim
+ * no longer holds are moved to stale[] (*nstale) and the rest written without them; the
+ * batch shrinks in place (*n). If the database says a claim failed but not which, every
+ * claimed item is taken as stale: redoing a request costs less than trusting it.
+ */
+static sl_code
+write_checked(gw_audit *a, item **batch, size_t *n, item **stale, size_t *nstale, sl_err *err)
+{
+    const char **ids = sl_xcalloc(*n, sizeof *ids);
+    int64_t *vers = sl_xcalloc(*n, sizeof *vers);
+    unsigned char *bad = sl_xcalloc(*n, 1);
+    sl_code rc = SL_OK;
+    int tries;
+
+    *nstale = 0;
+    for (tries = 0; tries < 3; tries++) {
+        db_auth_claims cl = {ids, vers, 0};
+        size_t i, k, m;
+        int any = 0;
+        for (i = 0; i < *n; i++) {
+            if (batch[i]->claim) {
+                ids[cl.n] = batch[i]->claim_token;
+                vers[cl.n++] = batch[i]->claim_version;
+            }
+        }
+        if (*n == 0)
+            break;
+        rc = write_batch(a, batch, *n, &cl, err);
+        if (rc != SL_EAUTH)
+            break;
+        sl_err_clear(err);
+        if ((rc = db_auth_stale(a->conn, &cl, bad, err)) != SL_OK)
+            break;
+        for (k = 0; k < cl.n; k++)
+            any |= bad[k];
+        for (i = k = m = 0; i < *n; i++) {
+            int drop = 0;
+            if (batch[i]->claim)
+                drop = !any || bad[k++];
+            if (drop)
+                stale[(*nstale)++] = batch[i];
+            else
+                batch[m++] = batch[i];
+        }
+        *n = m;
+        rc = SL_OK;
+    }
+    if (rc == SL_EAUTH)
+        rc = sl_err_set(err, SL_EUNAVAIL, "authentication checks keep failing");
+    free(ids);
+    free(vers);
+    free(bad);
+    return rc;
+}
+
+/*
+ * An event never written whose request was already answered 503 (the lock is held): it
+ * now records that answer, with no claim to check, and goes back to the queue's front.
+ */
+static void
+requeue_answered(gw_audit *a, item *it)
+{
+    rewrite_unavailable(it);
+    it->abandoned = 0;
+    it->claim = 0;
+    it->state = QUEUED;
+    it->next = a->head;
+    a->head = it;
+    if (a->tail == NULL)
+        a->tail = it;
+    a->depth++;
+}
+
 static void *
 writer_main(void *arg)
 {
     gw_audit *a = arg;
     item **batch = sl_xcalloc(SL_AUDIT_BATCH_MAX, sizeof *batch);
+    item **stale = sl_xcalloc(SL_AUDIT_BATCH_MAX, sizeof *stale);
     int backoff_ms = 50;
     size_t last_n = 0;
 
     for (;;) {
-        size_t n = 0, i;
+        size_t n = 0, nstale = 0, i;
         sl_err err;
         int64_t t0;
         sl_code rc;
@@ -483,7 +544,7 @@ writer_main(void *arg)
             break;
         }
         if (a->overflow > 0 && a->depth < SL_AUDIT_QUEUE_MAX) {
-            item *it = item_new(overflow_event(a->overflow), 0);
+            item *it = item_new(overflow_event(a->overflow));
             a->overflow = 0;
             push_back(a, it);
         }
@@ -518,23 +579,31 @@ writer_main(void *arg)
 
         t0 = sl_mono_ns();
         sl_err_clear(&err);
-        rc = ensure_conn(a) ? write_batch(a, batch, n, &err)
+        rc = ensure_conn(a) ? write_checked(a, batch, &n, stale, &nstale, &err)
                             : sl_err_set(&err, SL_EUNAVAIL, "database unavailable");
         pthread_mutex_lock(&a->lock);
         a->inflight = 0;
-        if (rc == SL_OK) {
+        if (rc == SL_OK || nstale > 0) {
             /* Waking each request is a system call; the notifier does it while this thread
              * writes the next batch. Items stay WRITING until then, so no request frees one
              * the notifier still holds. */
             wake *w = sl_xcalloc(1, sizeof *w);
-            w->items = sl_xcalloc(n, sizeof *w->items);
-            for (i = 0; i < n; i++) {
+            w->items = sl_xcalloc(n + nstale, sizeof *w->items);
+            for (i = 0; rc == SL_OK && i < n; i++) {
                 if (batch[i]->abandoned)
                     late_commit(a, batch[i]);
-                else if (batch[i]->waited)
+                else if (batch[i]->w != NULL)
                     w->items[w->n++] = batch[i];
                 else
                     item_free(batch[i]);
+            }
+            /* never written: their requests are made anew, or their 503 recorded */
+            for (i = 0; i < nstale; i++) {
+                stale[i]->outcome = SL_EAUTH;
+                if (stale[i]->w != NULL && !stale[i]->abandoned)
+                    w->items[w->n++] = stale[i];
+                else
+                    requeue_answered(a, stale[i]);
             }
             if (a->wake_tail)
                 a->wake_tail->next = w;
@@ -542,6 +611,8 @@ writer_main(void *arg)
                 a->wake_head = w;
             a->wake_tail = w;
             pthread_cond_signal(&a->wake_cv);
+        }
+        if (rc == SL_OK) {
             a->healthy = 1;
             backoff_ms = 50;
         } else {
@@ -550,10 +621,8 @@ writer_main(void *arg)
                 batch[i]->state = QUEUED;
                 if (batch[i]->abandoned) {
                     rewrite_unavailable(batch[i]);
-                    batch[i]->waited = batch[i]->abandoned = 0;
+                    batch[i]->abandoned = 0;
                 }
-                if (batch[i]->waited)
-                    pthread_cond_signal(&batch[i]->cond);
                 batch[i]->next = a->head;
                 a->head = batch[i];
                 if (a->tail == NULL)
@@ -561,6 +630,7 @@ writer_main(void *arg)
                 a->depth++;
             }
             a->healthy = 0;
+            pthread_cond_signal(&a->wake_cv); /* some may be past their bound now */
         }
         pthread_cond_broadcast(&a->done);
         pthread_mutex_unlock(&a->lock);
@@ -588,63 +658,197 @@ writer_main(void *arg)
         }
     }
     free(batch);
+    free(stale);
     return NULL;
 }
 
+/* Requests to resume once the lock is released. */
+typedef struct {
+    gw_audit_wait **w;
+    size_t n, cap;
+} fireset;
+
+static void
+wait_link(gw_audit *a, item *it)
+{
+    it->wnext = NULL;
+    it->wprev = a->wait_tail;
+    if (a->wait_tail)
+        a->wait_tail->wnext = it;
+    else
+        a->wait_head = it;
+    a->wait_tail = it;
+}
+
+static void
+wait_unlink(gw_audit *a, item *it)
+{
+    if (it->wprev)
+        it->wprev->wnext = it->wnext;
+    else
+        a->wait_head = it->wnext;
+    if (it->wnext)
+        it->wnext->wprev = it->wprev;
+    else
+        a->wait_tail = it->wprev;
+    it->wprev = it->wnext = NULL;
+}
+
+/* Gives an item's request its outcome (the lock is held); fire() tells it later. */
+static void
+tell(gw_audit *a, item *it, sl_code rc, fireset *f)
+{
+    gw_audit_wait *w = it->w;
+
+    w->rc = rc;
+    w->seq = rc == SL_OK ? it->seq : 0;
+    it->w = NULL;
+    wait_unlink(a, it);
+    if (f->n == f->cap) {
+        f->cap = f->cap ? 2 * f->cap : 64;
+        f->w = sl_xreallocarray(f->w, f->cap, sizeof *f->w);
+    }
+    f->w[f->n++] = w;
+}
+
+/* Runs the requests' callbacks, without the lock: a request may be gone once told. */
+static void
+fire(fireset *f)
+{
+    size_t i;
+
+    for (i = 0; i < f->n; i++)
+        f->w[i]->done(f->w[i]);
+    f->n = 0;
+}
+
+/*
+ * Answers 503 for the requests past their bound (the lock is held): an event not yet
+ * being written is rewritten to record the 503 and stays queued; one being written gets
+ * a short grace for the batch's outcome (a commit may be just done), then its request is
+ * answered and the writer records a correction if the event lands after all. Returns
+ * when to look again.
+ */
+static int64_t
+expire(gw_audit *a, int64_t now, fireset *f)
+{
+    int64_t next = now + (int64_t)a->bound_ms * 1000000;
+    item *it, *nx;
+
+    for (it = a->wait_head; it != NULL; it = nx) {
+        nx = it->wnext;
+        if (it->deadline_ns > now) {
+            if (it->deadline_ns < next)
+                next = it->deadline_ns;
+            break; /* the rest are younger */
+        }
+        if (it->state == QUEUED) {
+            rewrite_unavailable(it);
+            tell(a, it, SL_EUNAVAIL, f);
+        } else {
+            int64_t grace = it->deadline_ns + GW_AUDIT_GRACE_S * 1000000000LL;
+            if (now >= grace) {
+                it->abandoned = 1; /* the writer or the notifier frees it */
+                tell(a, it, SL_EUNAVAIL, f);
+            } else if (grace < next) {
+                next = grace;
+            }
+        }
+    }
+    return next;
+}
+
+/*
+ * Tells waiting requests their outcome: the batches the writer committed, and the
+ * bounds that passed. Resuming a request is a system call; this thread makes them while
+ * the writer writes the next batch. Items stay WRITING until then.
+ */
 static void *
 notifier_main(void *arg)
 {
     gw_audit *a = arg;
+    fireset f = {NULL, 0, 0};
     size_t i;
+    item *it;
 
     pthread_mutex_lock(&a->lock);
     for (;;) {
+        struct timespec until;
+        int64_t next;
         wake *w;
-        while (a->wake_head == NULL && !a->notifier_stop)
-            pthread_cond_wait(&a->wake_cv, &a->lock);
-        if (a->wake_head == NULL)
-            break;
-        w = a->wake_head;
-        a->wake_head = w->next;
-        if (a->wake_head == NULL)
-            a->wake_tail = NULL;
-        for (i = 0; i < w->n; i++) {
-            if (w->items[i]->abandoned) {
-                late_commit(a, w->items[i]);
-                continue;
+
+        while ((w = a->wake_head) != NULL) {
+            a->wake_head = w->next;
+            if (a->wake_head == NULL)
+                a->wake_tail = NULL;
+            for (i = 0; i < w->n; i++) {
+                it = w->items[i];
+                if (it->outcome == SL_EAUTH) {
+                    if (it->abandoned) {
+                        requeue_answered(a, it);
+                        continue;
+                    }
+                    tell(a, it, SL_EAUTH, &f);
+                    item_free(it);
+                    continue;
+                }
+                if (it->abandoned) {
+                    late_commit(a, it);
+                    continue;
+                }
+                it->state = COMMITTED;
+                tell(a, it, SL_OK, &f);
+                item_free(it);
             }
-            w->items[i]->state = COMMITTED;
-            pthread_cond_signal(&w->items[i]->cond);
-            if ((i & 15) == 15) { /* let submitters in now and then */
-                pthread_mutex_unlock(&a->lock);
-                pthread_mutex_lock(&a->lock);
-            }
+            free(w->items);
+            free(w);
         }
-        pthread_cond_broadcast(&a->done);
-        free(w->items);
-        free(w);
+        next = expire(a, sl_mono_ns(), &f);
+        if (f.n > 0) {
+            pthread_cond_broadcast(&a->done);
+            pthread_mutex_unlock(&a->lock);
+            fire(&f);
+            pthread_mutex_lock(&a->lock);
+            continue;
+        }
+        if (a->notifier_stop)
+            break;
+        until.tv_sec = (time_t)(next / 1000000000LL);
+        until.tv_nsec = (long)(next % 1000000000LL);
+        pthread_cond_timedwait(&a->wake_cv, &a->lock, &until);
     }
+    /* the writer has stopped: whoever still waits is answered 503 */
+    while ((it = a->wait_head) != NULL)
+        tell(a, it, SL_EUNAVAIL, &f);
     pthread_mutex_unlock(&a->lock);
+    fire(&f);
+    free(f.w);
     return NULL;
 }
 
 gw_audit *
-gw_audit_start(const char *conninfo, const gw_keys *keys)
+gw_audit_start(const char *conninfo, const gw_keys *keys, int bound_ms)
 {
     gw_audit *a = sl_xcalloc(1, sizeof *a);
+    pthread_condattr_t mono;
     int boosted = 0;
 
     pthread_mutex_init(&a->lock, NULL);
     pthread_cond_init(&a->work, NULL);
     pthread_cond_init(&a->done, NULL);
-    pthread_cond_init(&a->wake_cv, NULL);
+    /* deadlines are on the monotonic clock */
+    pthread_condattr_init(&mono);
+    pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->wake_cv, &mono);
+    pthread_condattr_destroy(&mono);
+    a->bound_ms = bound_ms > 0 ? bound_ms : 1;
     a->conninfo = sl_xstrdup(conninfo);
     a->keys = keys;
     a->healthy = ensure_conn(a);
     /*
      * Every answer waits for the writer, so on a busy machine it should not queue behind
-     * hundreds of connection threads. Started as root (before privileges are dropped),
-     * its threads and its database session get a higher priority; threads inherit the
+     * the connection threads. Started as root (before privileges are dropped), its
+     * threads and its database session get a higher priority; threads inherit the
      * creating thread's nice value, which is then put back.
      */
     if (geteuid() == 0 && setpriority(PRIO_PROCESS, 0, GW_AUDIT_NICE) == 0) {
@@ -670,69 +874,84 @@ rewrite_unavailable(item *it)
     json_object_set_new(it->ev, "reason",
                         json_string("audit trail unavailable: answered 503 without data"));
     json_object_set_new(it->ev, "bytes", json_integer(0));
+    it->claim = 0; /* the 503 was answered whoever asked */
     prepare(it);
 }
 
-sl_code
-gw_audit_commit(gw_audit *a, json_t *event, int bound_ms, int64_t *seq)
+void
+gw_audit_submit(gw_audit *a, json_t *event, gw_audit_wait *w)
 {
-    item *it = item_new(event, 1);
-    struct timespec until;
-    sl_code rc = SL_OK;
+    item *it = item_new(event);
 
-    sl_deadline_ms(&until, bound_ms);
     pthread_mutex_lock(&a->lock);
     if (a->depth >= SL_AUDIT_QUEUE_MAX) {
         a->overflow++;
         atomic_fetch_add(&gw_stats.audit_overflow, 1);
         pthread_mutex_unlock(&a->lock);
         item_free(it);
-        return SL_EUNAVAIL;
+        w->rc = SL_EUNAVAIL;
+        w->seq = 0;
+        w->done(w);
+        return;
     }
+    it->w = w;
+    it->claim = w->claim;
+    if (w->claim)
+        snprintf(it->claim_token, sizeof it->claim_token, "%s", w->claim_token);
+    it->claim_version = w->claim_version;
+    /* The notifier looks at least once per bound, so a first waiter need not wake it. */
+    it->deadline_ns = sl_mono_ns() + (int64_t)a->bound_ms * 1000000;
+    wait_link(a, it);
     push_back(a, it);
     pthread_cond_signal(&a->work);
-    for (;;) {
-        int late;
-        if (it->state == COMMITTED)
-            break;
-        late = pthread_cond_timedwait(&it->cond, &a->lock, &until) != 0;
-        if (late && it->state == QUEUED) {
-            /* Past the bound and not being written: answer 503 and leave a record of it. */
-            unlink_item(a, it);
-            rewrite_unavailable(it);
-            it->waited = 0;
-            push_back(a, it);
-            rc = SL_EUNAVAIL;
-            break;
-        }
-        /* Being written past the bound: wait a little longer for the batch's outcome
-         * (a commit may be just done), but never without limit: a stalled database must
-         * not hold the answer. The writer records the 503 if the event lands after all. */
-        if (late && it->state == WRITING) {
-            until.tv_sec += GW_AUDIT_GRACE_S;
-            while (it->state == WRITING)
-                if (pthread_cond_timedwait(&it->cond, &a->lock, &until) != 0)
-                    break;
-            if (it->state == WRITING) {
-                it->abandoned = 1; /* the writer or the notifier frees it */
-                rc = SL_EUNAVAIL;
-                pthread_mutex_unlock(&a->lock);
-                return rc;
-            }
-        }
-    }
-    if (rc == SL_OK && seq != NULL)
-        *seq = it->seq;
     pthread_mutex_unlock(&a->lock);
-    if (rc == SL_OK)
-        item_free(it);
-    return rc;
+}
+
+typedef struct {
+    gw_audit_wait w;
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    int done;
+} sync_wait;
+
+static void
+sync_done(gw_audit_wait *w)
+{
+    sync_wait *s = w->ctx;
+
+    pthread_mutex_lock(&s->m);
+    s->done = 1;
+    pthread_cond_signal(&s->c);
+    pthread_mutex_unlock(&s->m);
+}
+
+sl_code
+gw_audit_commit(gw_audit *a, json_t *event, gw_audit_wait *w)
+{
+    sync_wait s;
+
+    memset(&s, 0, sizeof s);
+    pthread_mutex_init(&s.m, NULL);
+    pthread_cond_init(&s.c, NULL);
+    s.w = *w;
+    s.w.done = sync_done;
+    s.w.ctx = &s;
+    gw_audit_submit(a, event, &s.w);
+    pthread_mutex_lock(&s.m);
+    while (!s.done)
+        pthread_cond_wait(&s.c, &s.m);
+    pthread_mutex_unlock(&s.m);
+    pthread_mutex_destroy(&s.m);
+    pthread_cond_destroy(&s.c);
+    w->rc = s.w.rc;
+    w->seq = s.w.seq;
+    return w->rc;
 }
 
 void
 gw_audit_post(gw_audit *a, json_t *event)
 {
-    item *it = item_new(event, 0);
+    item *it = item_new(event);
 
     pthread_mutex_lock(&a->lock);
     if (a->depth >= SL_AUDIT_QUEUE_MAX) {

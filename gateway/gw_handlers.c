@@ -308,6 +308,8 @@ gw_h_principal_patch(gw_req *r)
         gw_reply_err(r, &err);
         goto out;
     }
+    /* this gateway's cached authentications of it are stale now (others' are checked) */
+    gw_authcache_forget_principal(r->srv->auth_cache, p.id);
     db_principal_clear(&p);
     if ((rc = db_principal_get(c, r->params[0], &p, &err)) != SL_OK) {
         gw_reply_err(r, &err);
@@ -391,5 +393,6 @@ gw_h_token_revoke(gw_req *r)
         gw_reply_err(r, &err);
         return;
     }
+    gw_authcache_forget(r->srv->auth_cache, id);
     gw_reply_status(r, 204);
 }

@@ -31,6 +31,7 @@ struct gw_server {
     db_pool *pool;
     gw_audit *audit;
     gw_ratelimit *rl;
+    gw_authcache *auth_cache;
     struct MHD_Daemon *daemon;
     atomic_int active; /* requests between the request line and completion */
     atomic_int stopping;
@@ -54,7 +55,7 @@ struct gw_req {
     gw_server *srv;
     struct MHD_Connection *conn;
     int64_t t0_ns;
-    int phase; /* 0 new, 1 receiving the body, 2 answered */
+    int phase; /* 0 new, 1 receiving the body, 3 waiting for its audit event, 2 answered */
     char method[16];
     char path[SL_MAX_PATH + 1];
     int path_bad;
@@ -69,6 +70,8 @@ struct gw_req {
     size_t discarded; /* bytes of an oversized body read and thrown away */
     /* the authenticated principal */
     int authed;
+    int auth_cached; /* from the cache: a claim checked when the event commits */
+    int auth_fresh;  /* made anew after a failed claim: authenticate from the database */
     db_principal who;
     char token_id[CRY_TOKEN_ID_HEX + 1];
     int64_t token_expires_us;
@@ -88,6 +91,7 @@ struct gw_req {
     char reason[SL_MAX_AUDIT_TEXT + 1];
     json_t *detail;
     int audited;
+    gw_audit_wait wait; /* while suspended for its event (phase 3) */
     char location[SL_MAX_PATH + 1];
 };
 

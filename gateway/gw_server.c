@@ -35,6 +35,11 @@ gw_metrics gw_stats;
     "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-FFDHE2048:"         \
     "%SERVER_PRECEDENCE"
 
+/* Event-loop threads: a few per core (handlers block their thread while they query). */
+#define GW_THREADS_PER_CPU 2
+#define GW_THREADS_MIN     2
+#define GW_THREADS_MAX     64
+
 static void h_healthz(gw_req *r);
 static void h_readyz(gw_req *r);
 static void h_metrics(gw_req *r);
@@ -368,11 +373,18 @@ h_metrics(gw_req *r)
          "%ld\n"
          "# HELP sluice_auth_rate_limited_total Requests refused by the failed-"
          "authentication limit.\n# TYPE sluice_auth_rate_limited_total counter\n"
-         "sluice_auth_rate_limited_total %ld\n",
+         "sluice_auth_rate_limited_total %ld\n"
+         "# HELP sluice_auth_cache_hits_total Authentications taken from the cache (each "
+         "checked when its event commits).\n# TYPE sluice_auth_cache_hits_total counter\n"
+         "sluice_auth_cache_hits_total %ld\n"
+         "# HELP sluice_auth_claims_failed_total Cached authentications found no longer "
+         "valid at commit (request made anew).\n"
+         "# TYPE sluice_auth_claims_failed_total counter\nsluice_auth_claims_failed_total %ld\n",
          gw_audit_depth(s->audit), atomic_load(&gw_stats.audit_events),
          atomic_load(&gw_stats.audit_commits), atomic_load(&gw_stats.audit_failures),
          atomic_load(&gw_stats.audit_overflow), atomic_load(&gw_stats.auth_failures),
-         atomic_load(&gw_stats.rate_limited));
+         atomic_load(&gw_stats.rate_limited), atomic_load(&gw_stats.auth_cache_hits),
+         atomic_load(&gw_stats.auth_claims_failed));
     mput(&b, "# HELP sluice_audit_commit_seconds Time of one group commit.\n"
              "# TYPE sluice_audit_commit_seconds histogram\n");
     histogram(&b, "sluice_audit_commit_seconds", gw_stats.audit_lat, &gw_stats.audit_lat_sum_us);
@@ -530,7 +542,7 @@ authenticate(gw_req *r)
     PGconn *c = NULL;
     sl_err err;
     sl_code rc;
-    int ok = 0, found;
+    int ok = 0, found, cached = 0;
 
     sl_err_clear(&err);
     if (!gw_ratelimit_allow(r->srv->rl, r->client)) {
@@ -550,15 +562,22 @@ authenticate(gw_req *r)
         auth_fail(r, "malformed token");
         goto out;
     }
-    if ((rc = db_acquire(r->srv->pool, SL_DB_ACQUIRE_MS, &c, &err)) != SL_OK) {
-        gw_reply_err(r, &err);
-        goto out;
-    }
-    rc = db_auth_lookup(c, id, &tok, &r->who, &err);
-    db_release(r->srv->pool, c, rc == SL_EUNAVAIL);
-    if (rc != SL_OK && rc != SL_ENOTFOUND) {
-        gw_reply_err(r, &err);
-        goto out;
+    /* Only audited routes use the cache: their event's commit checks the claim. */
+    if (r->route->audited && !r->auth_fresh &&
+        gw_authcache_get(r->srv->auth_cache, id, &tok, &r->who)) {
+        cached = 1;
+        rc = SL_OK;
+    } else {
+        if ((rc = db_acquire(r->srv->pool, SL_DB_ACQUIRE_MS, &c, &err)) != SL_OK) {
+            gw_reply_err(r, &err);
+            goto out;
+        }
+        rc = db_auth_lookup(c, id, &tok, &r->who, &err);
+        db_release(r->srv->pool, c, rc == SL_EUNAVAIL);
+        if (rc != SL_OK && rc != SL_ENOTFOUND) {
+            gw_reply_err(r, &err);
+            goto out;
+        }
     }
     found = rc == SL_OK;
     /* the same work whether or not the id exists */
@@ -581,7 +600,12 @@ authenticate(gw_req *r)
         auth_fail(r, "principal disabled");
         goto out;
     }
+    if (cached)
+        atomic_fetch_add(&gw_stats.auth_cache_hits, 1);
+    else
+        gw_authcache_put(r->srv->auth_cache, id, &tok, &r->who);
     r->authed = 1;
+    r->auth_cached = cached;
     ok = 1;
 out:
     if (!ok) {
@@ -745,6 +769,8 @@ add_common_headers(gw_req *r, struct MHD_Response *resp)
     }
     if (r->location[0] != '\0')
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+    if (atomic_load(&r->srv->stopping)) /* stopping: let keep-alive clients go */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     return MHD_YES;
 }
 
@@ -867,44 +893,117 @@ end_txn(gw_req *r, int commit)
     return ok;
 }
 
+static enum MHD_Result dispatch(gw_req *r);
+
+/* Undoes what authenticating and handling did, so the request can be made anew. */
+static void
+forget_answer(gw_req *r)
+{
+    end_txn(r, 0);
+    if (r->streaming && r->stream.release)
+        r->stream.release(r->stream.state);
+    r->streaming = 0;
+    memset(&r->stream, 0, sizeof r->stream);
+    if (r->out.data != NULL)
+        sodium_memzero(r->out.data, r->out.len);
+    r->out.len = 0;
+    r->status = 0;
+    r->ctype = NULL;
+    r->allow = NULL;
+    r->location[0] = r->reason[0] = '\0';
+    json_decref(r->detail);
+    r->detail = NULL;
+    r->authed = r->auth_cached = 0;
+    db_principal_clear(&r->who);
+    memset(&r->who, 0, sizeof r->who);
+    r->token_id[0] = '\0';
+    r->token_expires_us = 0;
+    r->audited = 0;
+    r->phase = 1;
+    memset(&r->wait, 0, sizeof r->wait);
+}
+
+/* The audit writer's notifier tells a suspended request its event's outcome. */
+static void
+event_done(gw_audit_wait *w)
+{
+    gw_req *r = w->ctx;
+
+    MHD_resume_connection(r->conn);
+}
+
 /*
- * Commits the event, then answers; 503 without data when the trail cannot take it. A
- * mutation's own transaction stays open until its event is durable, and is rolled back
- * when the event cannot be: a change is never made without its record.
+ * Answers once the event's outcome is known; 503 without data when the trail could not
+ * take it. A mutation's own transaction stays open until its event is durable, and is
+ * rolled back when the event cannot be: a change is never made without its record.
+ */
+static enum MHD_Result
+after_event(gw_req *r)
+{
+    if (r->wait.rc == SL_EAUTH) {
+        /* the cached authentication no longer holds: nothing was written or sent */
+        atomic_fetch_add(&gw_stats.auth_claims_failed, 1);
+        gw_authcache_forget(r->srv->auth_cache, r->token_id);
+        forget_answer(r);
+        r->auth_fresh = 1;
+        return dispatch(r);
+    }
+    if (r->wait.rc != SL_OK) {
+        end_txn(r, 0);
+        if (r->streaming && r->stream.release) {
+            r->stream.release(r->stream.state);
+            r->streaming = 0;
+        }
+        r->location[0] = '\0';
+        reply_code(r, SL_EUNAVAIL, "the audit trail is unavailable; nothing was served");
+    } else if (!end_txn(r, 1)) {
+        /* the event says it happened, the database says not: record the correction */
+        json_t *fix;
+        r->location[0] = '\0';
+        r->reason[0] = '\0';
+        reply_code(r, SL_EUNAVAIL, "database unavailable; the change was not made");
+        snprintf(r->reason, sizeof r->reason,
+                 "correction: the change recorded at seq %lld was not committed",
+                 (long long)r->wait.seq);
+        fix = build_event(r);
+        gw_audit_post(r->srv->audit, fix);
+    }
+    return send_answer(r);
+}
+
+/*
+ * Hands the request's event to the audit writer and suspends the connection until it is
+ * committed (or its bound passes): the connection's thread serves others meanwhile, and
+ * the answer is made in after_event once the notifier resumes it.
  */
 static enum MHD_Result
 finish(gw_req *r)
 {
-    int64_t seq = 0;
-
     /* /metrics is not audited, but a refusal there is: guessing tokens leaves a record */
     if (r->route == NULL || r->route->audited || r->status == 401 || r->status == 403 ||
         r->status == 429) {
         json_t *ev = build_event(r);
         r->audited = 1;
-        if (gw_audit_commit(r->srv->audit, ev, r->srv->cfg->audit_bound_ms, &seq) != SL_OK) {
-            end_txn(r, 0);
-            if (r->streaming && r->stream.release) {
-                r->stream.release(r->stream.state);
-                r->streaming = 0;
-            }
-            r->location[0] = '\0';
-            reply_code(r, SL_EUNAVAIL, "the audit trail is unavailable; nothing was served");
-        } else if (!end_txn(r, 1)) {
-            /* the event says it happened, the database says not: record the correction */
-            json_t *fix;
-            r->location[0] = '\0';
-            r->reason[0] = '\0';
-            reply_code(r, SL_EUNAVAIL, "database unavailable; the change was not made");
-            snprintf(r->reason, sizeof r->reason,
-                     "correction: the change recorded at seq %lld was not committed",
-                     (long long)seq);
-            fix = build_event(r);
-            gw_audit_post(r->srv->audit, fix);
+        r->phase = 3;
+        r->wait.done = event_done;
+        r->wait.ctx = r;
+        r->wait.claim = r->authed && r->auth_cached;
+        if (r->wait.claim) {
+            snprintf(r->wait.claim_token, sizeof r->wait.claim_token, "%s", r->token_id);
+            r->wait.claim_version = r->who.version;
         }
-    } else {
-        end_txn(r, 1);
+        if (atomic_load(&r->srv->stopping)) {
+            /* No connection may be left suspended when the server stops: a request
+             * arriving once stopping has begun waits on its thread instead. */
+            gw_audit_commit(r->srv->audit, ev, &r->wait);
+            return after_event(r);
+        }
+        /* suspended first: the outcome may come before this returns */
+        MHD_suspend_connection(r->conn);
+        gw_audit_submit(r->srv->audit, ev, &r->wait);
+        return MHD_YES;
     }
+    end_txn(r, 1);
     return send_answer(r);
 }
 
@@ -973,6 +1072,11 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
         return MHD_NO; /* no URI log callback ran: cannot happen */
     if (r->phase == 2)
         return MHD_YES;
+    if (r->phase == 3) {
+        /* resumed: the event's outcome is known; a body still arriving is not read */
+        *upload_data_size = 0;
+        return after_event(r);
+    }
     if (r->phase == 0) {
         r->phase = 1;
         request_id(r);
@@ -1054,6 +1158,13 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
             gw_reply_error(r, SL_ENOTFOUND, "no such endpoint");
         return finish(r);
     }
+    return dispatch(r);
+}
+
+/* Authenticates, checks the route's roles and runs its handler; then the event. */
+static enum MHD_Result
+dispatch(gw_req *r)
+{
     if (r->route->auth && !authenticate(r))
         return finish(r);
     if (r->route->roles[0] != NULL) {
@@ -1209,7 +1320,7 @@ gw_serve(gw_config *cfg)
     char *cert = NULL, *key = NULL;
     sigset_t sigs;
     sl_err err;
-    int fd = -1, v6 = 0, sig = 0, pg_started = 0, rcode = 1;
+    int fd = -1, v6 = 0, sig = 0, pg_started = 0, rcode = 1, threads;
     unsigned flags;
 
     sl_err_clear(&err);
@@ -1237,7 +1348,7 @@ gw_serve(gw_config *cfg)
     if (listen_socket(cfg->listen, &fd, &v6, &err) != SL_OK)
         goto out;
     /* started while still root, so its threads can be given precedence (gw_audit_start) */
-    s->audit = gw_audit_start(cfg->conninfo, &keys);
+    s->audit = gw_audit_start(cfg->conninfo, &keys, cfg->audit_bound_ms);
     if (drop_privileges(cfg, &err) != SL_OK)
         goto out;
     prctl(PR_SET_DUMPABLE, 0);
@@ -1245,17 +1356,28 @@ gw_serve(gw_config *cfg)
         goto out;
     s->pool = db_pool_new(cfg->conninfo, cfg->db_pool);
     s->rl = gw_ratelimit_new(cfg->auth_fail_burst, cfg->auth_fail_per_min);
-    flags = MHD_USE_TLS | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-            MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+    s->auth_cache = gw_authcache_new(SL_AUTH_CACHE_TTL_S);
+    /*
+     * A few event-loop threads (epoll), each serving many connections: a request waiting
+     * for its audit event is suspended, not parked on a thread, and resumed by the
+     * writer's notifier. Handlers that query PostgreSQL block their thread for that
+     * query (bounded by the statement timeout), so there are a few per core.
+     */
+    threads = (int)sysconf(_SC_NPROCESSORS_ONLN) * GW_THREADS_PER_CPU;
+    threads = threads < GW_THREADS_MIN ? GW_THREADS_MIN : threads;
+    threads = threads > GW_THREADS_MAX ? GW_THREADS_MAX : threads;
+    flags = MHD_USE_TLS | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+            MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     s->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_PRIORITIES,
-        GW_TLS_PRIORITIES, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(SL_MAX_HEADER_BYTES + 16 * 1024),
-        MHD_OPTION_URI_LOG_CALLBACK, uri_log, s, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, connection_notify, s, MHD_OPTION_THREAD_STACK_SIZE,
-        (size_t)(1024 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT,
+        cert, MHD_OPTION_HTTPS_PRIORITIES, GW_TLS_PRIORITIES, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(SL_MAX_HEADER_BYTES + 16 * 1024), MHD_OPTION_URI_LOG_CALLBACK, uri_log, s,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_NOTIFY_CONNECTION, connection_notify,
+        s, MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        NULL, MHD_OPTION_END);
     if (s->daemon == NULL) {
         sl_err_set(&err, SL_EIO, "could not start the HTTPS server on %s", cfg->listen);
         goto out;
@@ -1292,6 +1414,7 @@ out:
     gw_audit_stop(s->audit, 10000);
     db_pool_free(s->pool);
     gw_ratelimit_free(s->rl);
+    gw_authcache_free(s->auth_cache);
     if (fd >= 0)
         close(fd);
     if (pg_started && gw_pg_stop(cfg, &err) != SL_OK)

@@ -73,6 +73,7 @@ typedef struct {
     json_t *attributes; /* object of strings */
     int disabled;
     int64_t created_us;
+    int64_t version; /* grows with every change (see 0002_auth_check.sql) */
 } db_principal;
 void db_principal_clear(db_principal *p);
 sl_code db_principal_insert(PGconn *c, const char *name, const char *kind, const json_t *roles,
@@ -144,15 +145,29 @@ sl_code db_audit_prepare(PGconn *c, sl_err *err) SL_WUR;
 sl_code db_audit_begin(PGconn *c, int64_t *seq, unsigned char hash[32], db_checkpoint *cp,
                        int *cp_found, sl_err *err) SL_WUR;
 /*
+ * Authentications taken from a gateway's cache, checked when their events commit: token
+ * ids and the principal versions seen (n pairs).
+ */
+typedef struct {
+    const char *const *token_ids;
+    const int64_t *versions;
+    size_t n;
+} db_auth_claims;
+/*
  * Appends the rows and their checkpoint and commits, in one round trip. With expect_seq
  * 0 it continues the transaction db_audit_begin opened. Otherwise it opens its own (BEGIN,
  * the lock) and appends only if the chain's head is still (expect_seq, expect_hash): when
  * it is not, nothing is written and *stale is set, so the caller reads the head again.
- * On failure the transaction is rolled back and nothing of the batch exists.
+ * With claims (may be NULL), the transaction first checks that every claim still holds;
+ * when one does not, nothing is written and SL_EAUTH is returned (db_auth_stale says
+ * which). On failure the transaction is rolled back and nothing of the batch exists.
  */
 sl_code db_audit_append(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoint *cp,
-                        int64_t expect_seq, const unsigned char *expect_hash, int *stale,
-                        sl_err *err) SL_WUR;
+                        int64_t expect_seq, const unsigned char *expect_hash,
+                        const db_auth_claims *claims, int *stale, sl_err *err) SL_WUR;
+/* Marks in stale[] (n entries, 1 = no longer holds) the claims that no longer hold. */
+sl_code db_auth_stale(PGconn *c, const db_auth_claims *claims, unsigned char *stale,
+                      sl_err *err) SL_WUR;
 
 /* Filters of an audit read; NULL fields do not filter. Times are RFC 3339. */
 typedef struct {

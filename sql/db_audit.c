@@ -91,6 +91,7 @@ db_audit_prepare(PGconn *c, sl_err *err)
         const char *name, *sql;
     } ps[] = {
         {"sl_audit_lock", "SELECT pg_advisory_xact_lock(1936482677)"},
+        {"sl_audit_auth", "SELECT sluice_auth_check($1::text[], $2::bigint[])"},
         {"sl_audit_head",
          "SELECT h.seq, encode(h.hash, 'hex'), c.seq, c.hash, c.ts, c.key_id, c.signature"
          " FROM (SELECT 1) AS one"
@@ -215,18 +216,95 @@ array_elem(sl_buf *b, const void *p, size_t n)
     return rc == SL_OK ? sl_buf_append(b, p, n) : rc;
 }
 
+/* The claims as two array literals ('{...}'); token ids are hex, versions integers. */
+static sl_code
+claims_text(const db_auth_claims *cl, sl_buf *ids, sl_buf *vers)
+{
+    sl_code rc = sl_buf_append(ids, "{", 1);
+    size_t i;
+
+    if (rc == SL_OK)
+        rc = sl_buf_append(vers, "{", 1);
+    for (i = 0; i < cl->n && rc == SL_OK; i++) {
+        const char *id = cl->token_ids[i];
+        char v[24];
+        size_t k;
+        for (k = 0; id[k] != '\0'; k++)
+            if (!((id[k] >= '0' && id[k] <= '9') || (id[k] >= 'a' && id[k] <= 'f')))
+                return SL_EINVALID;
+        snprintf(v, sizeof v, "%s%lld", i ? "," : "", (long long)cl->versions[i]);
+        if (i > 0)
+            rc = sl_buf_append(ids, ",", 1);
+        if (rc == SL_OK)
+            rc = sl_buf_append(ids, id, k);
+        if (rc == SL_OK)
+            rc = sl_buf_append(vers, v, strlen(v));
+    }
+    if (rc == SL_OK)
+        rc = sl_buf_append(ids, "}", 1);
+    if (rc == SL_OK)
+        rc = sl_buf_append(vers, "}", 1);
+    return rc;
+}
+
+static int
+is_state(const PGresult *r, const char *state)
+{
+    const char *s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+
+    return s != NULL && strcmp(s, state) == 0;
+}
+
+sl_code
+db_auth_stale(PGconn *c, const db_auth_claims *claims, unsigned char *stale, sl_err *err)
+{
+    sl_buf ids, vers;
+    const char *params[2];
+    PGresult *r;
+    sl_code rc;
+    int i;
+
+    memset(stale, 0, claims->n);
+    sl_buf_init(&ids, (size_t)1 << 20);
+    sl_buf_init(&vers, (size_t)1 << 20);
+    if ((rc = claims_text(claims, &ids, &vers)) != SL_OK) {
+        sl_buf_free(&ids);
+        sl_buf_free(&vers);
+        return sl_err_set(err, SL_EINTERNAL, "bad authentication claims");
+    }
+    params[0] = ids.data;
+    params[1] = vers.data;
+    r = PQexecParams(c, "SELECT o FROM sluice_auth_stale($1::text[], $2::bigint[]) AS o", 2, NULL,
+                     params, NULL, NULL, 0);
+    sl_buf_free(&ids);
+    sl_buf_free(&vers);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return pgfail(err, c, r, "authentication check");
+    for (i = 0; i < PQntuples(r); i++) {
+        long long o = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+        if (o >= 1 && (size_t)o <= claims->n)
+            stale[o - 1] = 1;
+    }
+    PQclear(r);
+    return SL_OK;
+}
+
 sl_code
 db_audit_append(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoint *cp,
-                int64_t expect_seq, const unsigned char *expect_hash, int *stale, sl_err *err)
+                int64_t expect_seq, const unsigned char *expect_hash, const db_auth_claims *claims,
+                int *stale, sl_err *err)
 {
+    sl_buf cl_ids, cl_vers;
+    const char *cl_params[2];
+    int auth_at = -1;
     static const char hexd[] = "0123456789abcdef";
     enum { PRINCIPAL, ACTION, RESOURCE, DECISION, STATUS, CANON, HASH, NCOL };
     sl_buf col[NCOL];
     char first_seq[24], cp_seq[24], exp_seq[24], exp_hash[3 + 64 + 1];
     const char *ev_params[NCOL + 4], *cp_params[5];
     int ev_len[NCOL + 4] = {0}, ev_fmt[NCOL + 4] = {0};
-    stmt st[5];
-    PGresult *res[5];
+    stmt st[6];
+    PGresult *res[6];
     int nst = 0, rows_at;
     size_t i, k;
     int j;
@@ -295,11 +373,25 @@ db_audit_append(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoi
         st[nst++] = (stmt){"BEGIN", 0, NULL, 0, NULL, NULL};
         st[nst++] = (stmt){"sl_audit_lock", 0, NULL, 1, NULL, NULL};
     }
+    sl_buf_init(&cl_ids, (size_t)1 << 20);
+    sl_buf_init(&cl_vers, (size_t)1 << 20);
+    if (claims != NULL && claims->n > 0) {
+        if (claims_text(claims, &cl_ids, &cl_vers) != SL_OK) {
+            rc = sl_err_set(err, SL_EINTERNAL, "bad authentication claims");
+            goto out;
+        }
+        cl_params[0] = cl_ids.data;
+        cl_params[1] = cl_vers.data;
+        auth_at = nst;
+        st[nst++] = (stmt){"sl_audit_auth", 2, cl_params, 1, NULL, NULL};
+    }
     rows_at = nst;
     st[nst++] = (stmt){"sl_audit_rows", NCOL + 4, ev_params, 1, ev_len, ev_fmt};
     st[nst++] = (stmt){"sl_audit_checkpoint", 5, cp_params, 1, NULL, NULL};
     st[nst++] = (stmt){"COMMIT", 0, NULL, 0, NULL, NULL};
     rc = pipeline(c, st, nst, res, err);
+    if (rc != SL_OK && auth_at >= 0 && is_state(res[auth_at], "SL001"))
+        rc = sl_err_set(err, SL_EAUTH, "a cached authentication no longer holds");
     if (rc == SL_OK && atoi(PQcmdTuples(res[rows_at])) != (int)n) {
         if (expect_seq > 0 && atoi(PQcmdTuples(res[rows_at])) == 0)
             *stale = 1; /* the head moved: nothing was written */
@@ -307,8 +399,11 @@ db_audit_append(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoi
             rc = pgfail(err, c, NULL, "audit batch: row count differs");
     }
     clear_all(res, nst);
+out:
     for (j = 0; j < NCOL; j++)
         sl_buf_free(&col[j]);
+    sl_buf_free(&cl_ids);
+    sl_buf_free(&cl_vers);
     if (rc != SL_OK)
         db_rollback(c);
     return rc;

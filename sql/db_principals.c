@@ -78,7 +78,7 @@ db_principal_insert(PGconn *c, const char *name, const char *kind, const json_t 
 }
 
 #define PRINCIPAL_COLS \
-    "id, name, kind, roles::text, attributes::text, disabled, " EPOCH_US("created_at")
+    "id, name, kind, roles::text, attributes::text, disabled, " EPOCH_US("created_at") ", version"
 
 static void
 principal_from_row(PGresult *r, int row, db_principal *p)
@@ -95,6 +95,7 @@ principal_from_row(PGresult *r, int row, db_principal *p)
         p->attributes = json_object();
     p->disabled = PQgetvalue(r, row, 5)[0] == 't';
     p->created_us = strtoll(PQgetvalue(r, row, 6), NULL, 10);
+    p->version = strtoll(PQgetvalue(r, row, 7), NULL, 10);
 }
 
 sl_code
@@ -169,7 +170,8 @@ db_principal_update(PGconn *c, int64_t id, const json_t *roles, const json_t *at
     res = query(c,
                 "UPDATE principals SET roles = coalesce($2::jsonb, roles),"
                 " attributes = coalesce($3::jsonb, attributes),"
-                " disabled = coalesce($4::boolean, disabled), updated_at = now() WHERE id = $1",
+                " disabled = coalesce($4::boolean, disabled), updated_at = now(),"
+                " version = version + 1 WHERE id = $1",
                 4, params, NULL, NULL, PGRES_COMMAND_OK, err);
     free(r);
     free(a);
@@ -261,16 +263,11 @@ db_unhex32(const char *hex, unsigned char out[32])
     }
 }
 
-#define AUTH_SQL                                                                                   \
-    "SELECT p.id, p.name, p.kind, p.roles::text, p.attributes::text, p.disabled, " EPOCH_US(       \
-        "p.created_at") ", encode(t.hash, 'hex'), " EPOCH_US("t.expires_at") ", t.revoked_at IS "  \
-                                                                             "NOT NULL"            \
-                                                                             " FROM tokens t "     \
-                                                                             "JOIN principals p "  \
-                                                                             "ON p.id = "          \
-                                                                             "t.principal_id "     \
-                                                                             "WHERE t.token_id = " \
-                                                                             "$1"
+static const char auth_sql[] =
+    "SELECT p.id, p.name, p.kind, p.roles::text, p.attributes::text, p.disabled, "
+    "(extract(epoch FROM p.created_at) * 1000000)::bigint, p.version, encode(t.hash, 'hex'), "
+    "(extract(epoch FROM t.expires_at) * 1000000)::bigint, t.revoked_at IS NOT NULL"
+    " FROM tokens t JOIN principals p ON p.id = t.principal_id WHERE t.token_id = $1";
 
 /* The lookup of every authenticated request: prepared once per connection. */
 static PGresult *
@@ -282,7 +279,7 @@ auth_query(PGconn *c, const char *token_id)
 
     if (PQresultStatus(r) == PGRES_FATAL_ERROR && state != NULL && strcmp(state, "26000") == 0) {
         PQclear(r);
-        r = PQprepare(c, "sl_auth", AUTH_SQL, 1, NULL);
+        r = PQprepare(c, "sl_auth", auth_sql, 1, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             return r;
         PQclear(r);
@@ -309,9 +306,9 @@ db_auth_lookup(PGconn *c, const char *token_id, db_token *tok, db_principal *p, 
     principal_from_row(r, 0, p);
     memset(tok, 0, sizeof *tok);
     tok->principal_id = p->id;
-    db_unhex32(PQgetvalue(r, 0, 7), tok->hash);
-    tok->expires_us = strtoll(PQgetvalue(r, 0, 8), NULL, 10);
-    tok->revoked = PQgetvalue(r, 0, 9)[0] == 't';
+    db_unhex32(PQgetvalue(r, 0, 8), tok->hash);
+    tok->expires_us = strtoll(PQgetvalue(r, 0, 9), NULL, 10);
+    tok->revoked = PQgetvalue(r, 0, 10)[0] == 't';
     PQclear(r);
     return SL_OK;
 }

@@ -55,7 +55,8 @@ submitter(void *arg)
 
     for (;;) {
         long long i = atomic_fetch_add(&b->next, 1);
-        int64_t t0, seq = 0;
+        gw_audit_wait w = {0};
+        int64_t t0;
         json_t *ev;
 
         if (i >= b->events)
@@ -64,7 +65,7 @@ submitter(void *arg)
         if (ev == NULL)
             sl_panic("could not build a benchmark event");
         t0 = sl_mono_ns();
-        if (gw_audit_commit(b->audit, ev, BENCH_BOUND_MS, &seq) != SL_OK)
+        if (gw_audit_commit(b->audit, ev, &w) != SL_OK)
             atomic_fetch_add(&b->unavail, 1);
         b->wait_us[i] = (int32_t)((sl_mono_ns() - t0) / 1000);
     }
@@ -177,16 +178,17 @@ run_writer(const gw_config *cfg, const gw_keys *keys, int64_t events, int thread
     bench b;
     pthread_t *tid = sl_xcalloc((size_t)threads, sizeof *tid);
     long ev0, commits0, fail0, events_done, commits_done;
-    int64_t t0, seq = 0;
+    gw_audit_wait first = {0};
+    int64_t t0;
     double secs;
     int i, ok = 1;
 
     memset(&b, 0, sizeof b);
     b.events = events;
     b.wait_us = sl_xcalloc((size_t)events, sizeof *b.wait_us);
-    b.audit = gw_audit_start(cfg->conninfo, keys);
+    b.audit = gw_audit_start(cfg->conninfo, keys, BENCH_BOUND_MS);
     /* one event first, untimed: the writer's connection and the table's first pages */
-    if (gw_audit_commit(b.audit, event_new(-1), BENCH_BOUND_MS, &seq) != SL_OK) {
+    if (gw_audit_commit(b.audit, event_new(-1), &first) != SL_OK) {
         fprintf(stderr, "bench_audit: the audit writer could not commit a first event\n");
         ok = 0;
         goto out;
@@ -230,13 +232,14 @@ out:
 static int
 run_fed(const gw_config *cfg, const gw_keys *keys, int64_t events, double *rate)
 {
-    gw_audit *a = gw_audit_start(cfg->conninfo, keys);
+    gw_audit *a = gw_audit_start(cfg->conninfo, keys, BENCH_BOUND_MS);
     long ev0, commits0, fail0;
-    int64_t t0, i, seq = 0;
+    gw_audit_wait first = {0};
+    int64_t t0, i;
     double secs;
     int ok = 1;
 
-    if (gw_audit_commit(a, event_new(-1), BENCH_BOUND_MS, &seq) != SL_OK) {
+    if (gw_audit_commit(a, event_new(-1), &first) != SL_OK) {
         fprintf(stderr, "bench_audit: the audit writer could not commit a first event\n");
         gw_audit_stop(a, 10000);
         return 0;

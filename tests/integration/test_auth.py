@@ -15,6 +15,7 @@ shared server has a failed-auth allowance far above what its tests use.
 
 Run: SLUICE_BIN=.../bin/sluice /usr/bin/python3 -m unittest -v test_auth
 """
+import collections
 import os
 import re
 import secrets
@@ -81,12 +82,6 @@ class AuthTestBase(ServerCase):
         self.assertEqual(len(evs), 1, "request %s has %d audit events: %r" % (request_id, len(evs), evs))
         return evs[0]
 
-
-class AuthTest(AuthTestBase):
-    # a failed-auth allowance far above what these tests use: the limit has its own class
-    serve_args = ("--auth-fail-burst", "100000", "--auth-fail-per-min", "100000",
-                  "--max-token-ttl-days", "30")
-
     def new_principal(self, prefix, roles=(), attributes=None, ttl=None):
         name = "%s-%s" % (prefix, secrets.token_hex(3))
         body = {"name": name, "kind": "user", "roles": list(roles), "attributes": attributes or {}}
@@ -98,6 +93,12 @@ class AuthTest(AuthTestBase):
         self.assertTrue(TOKEN_RE.match(j["token"]), j)
         self.assertEqual(j["token_id"], split_token(j["token"])[0])
         return name, j["token"]
+
+
+class AuthTest(AuthTestBase):
+    # a failed-auth allowance far above what these tests use: the limit has its own class
+    serve_args = ("--auth-fail-burst", "100000", "--auth-fail-per-min", "100000",
+                  "--max-token-ttl-days", "30")
 
     # ---- failed authentication ----
 
@@ -373,6 +374,132 @@ class AuthTest(AuthTestBase):
         for path in ("/metrics", "/healthz", "/readyz"):
             self.assertEqual(self.req("GET", path).status, 200)
         self.assertEqual(self.srv.wait_audit_count(before + 1, timeout=1), before)
+
+
+class CachedAuthTest(AuthTestBase):
+    """
+    A gateway caches authentications; a change made elsewhere (another gateway sharing the
+    database, here the SQL that gateway would run) still takes effect on the very next
+    request: the cached claim is checked in the transaction that commits the request's
+    event, and when it fails the request is made anew from the database. Each test uses
+    its token first so the next request is served from the cache (the metrics show it),
+    then checks that the failed claim left one event, the right one, and no change.
+    """
+    serve_args = AuthTest.serve_args
+
+    def counters(self):
+        text = self.req("GET", "/metrics").body.decode()
+        return (metric(text, "sluice_auth_cache_hits_total"), metric(text, "sluice_auth_claims_failed_total"))
+
+    def warm(self, tok):
+        hits0, _ = self.counters()
+        for _ in range(2):
+            self.assertEqual(self.req("GET", "/v1/whoami", token=tok).status, 200)
+        hits1, _ = self.counters()
+        self.assertGreaterEqual(hits1 - hits0, 1, "the token's second request was not served from the cache")
+
+    def assertRedone(self, claims_before):
+        _, failed = self.counters()
+        self.assertEqual(failed - claims_before, 1, "the stale cached authentication was not caught at commit")
+
+    def test_token_revoked_elsewhere(self):
+        _, tok = self.new_principal("crev", roles=["trainer"])
+        tid, secret = split_token(tok)
+        self.warm(tok)
+        _, failed0 = self.counters()
+        self.srv.psql("UPDATE tokens SET revoked_at = now() WHERE token_id = '%s'" % tid)
+        request_id = rid("crevoked")
+        self.assertError(self.req("GET", "/v1/whoami", token=tok, request_id=request_id), 401, "unauthenticated")
+        ev = self.one_event(request_id)
+        self.assertEqual((ev["status"], ev["decision"], ev["principal"]), (401, "deny", None))
+        self.assertIn("revoked", ev["reason"])
+        self.assertRedone(failed0)
+        # and it stays refused (no stale entry left behind)
+        self.assertError(self.req("GET", "/v1/whoami", token=tok), 401, "unauthenticated")
+        self.assertNotIn(secret, whole_trail_text(self.srv))
+
+    def test_role_removed_elsewhere_refuses_and_rolls_back(self):
+        name, tok = self.new_principal("cadm", roles=["admin"])
+        self.warm(tok)
+        _, failed0 = self.counters()
+        self.srv.psql("UPDATE principals SET roles = '[]', version = version + 1 WHERE name = '%s'" % name)
+        request_id = rid("cdemoted")
+        victim = "made-%s" % secrets.token_hex(3)
+        body = {"name": victim, "kind": "user", "roles": ["admin"], "attributes": {}}
+        r = self.req("POST", "/v1/principals", token=tok, body=body, request_id=request_id)
+        self.assertError(r, 403, "forbidden")
+        self.assertNotIn("token", r.body.decode())
+        ev = self.one_event(request_id)
+        self.assertEqual((ev["status"], ev["decision"], ev["principal"]), (403, "deny", name))
+        self.assertRedone(failed0)
+        self.assertError(self.req("GET", "/v1/principals/" + victim), 404, "not_found")
+        self.assertEqual(self.srv.psql("SELECT count(*) FROM principals WHERE name = '%s'" % victim), "0")
+
+    def test_role_granted_elsewhere_is_seen(self):
+        name, tok = self.new_principal("cgrant", roles=["trainer"])
+        self.warm(tok)
+        _, failed0 = self.counters()
+        self.srv.psql("UPDATE principals SET roles = '[\"auditor\"]', version = version + 1"
+                      " WHERE name = '%s'" % name)
+        request_id = rid("cgranted")
+        r = self.req("GET", "/v1/audit/checkpoints", token=tok, request_id=request_id)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.one_event(request_id)["status"], 200)
+        self.assertRedone(failed0)
+
+    def test_disabled_elsewhere(self):
+        name, tok = self.new_principal("cdis", roles=["trainer"])
+        self.warm(tok)
+        _, failed0 = self.counters()
+        self.srv.psql("UPDATE principals SET disabled = true, version = version + 1 WHERE name = '%s'" % name)
+        request_id = rid("cdisabled")
+        self.assertError(self.req("GET", "/v1/whoami", token=tok, request_id=request_id), 401, "unauthenticated")
+        self.assertIn("disabled", self.one_event(request_id)["reason"])
+        self.assertRedone(failed0)
+
+    def test_expired_elsewhere(self):
+        _, tok = self.new_principal("cexp", roles=["trainer"])
+        tid, _ = split_token(tok)
+        self.warm(tok)
+        _, failed0 = self.counters()
+        self.srv.psql("UPDATE tokens SET expires_at = now() - interval '1 second' WHERE token_id = '%s'" % tid)
+        request_id = rid("cexpired")
+        self.assertError(self.req("GET", "/v1/whoami", token=tok, request_id=request_id), 401, "unauthenticated")
+        self.assertIn("expired", self.one_event(request_id)["reason"])
+        self.assertRedone(failed0)
+
+    def test_unchanged_claims_pass_under_load(self):
+        """Many cached requests at once, one token revoked meanwhile: only its requests fail."""
+        _, keep = self.new_principal("ckeep", roles=["trainer"])
+        _, drop = self.new_principal("cdrop", roles=["trainer"])
+        drop_id, _ = split_token(drop)
+        self.warm(keep)
+        self.warm(drop)
+        results = {"keep": collections.Counter(), "drop": collections.Counter()}
+        lock = threading.Lock()
+        revoked = threading.Event()
+
+        def loop(kind, tok):
+            for _ in range(25):
+                after = revoked.is_set()  # the revocation had committed before this began
+                st = self.req("GET", "/v1/whoami", token=tok).status
+                with lock:
+                    results[kind][(after, st)] += 1
+
+        threads = [threading.Thread(target=loop, args=(k, t)) for k, t in
+                   (("keep", keep), ("drop", drop)) * 3]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        self.srv.psql("UPDATE tokens SET revoked_at = now() WHERE token_id = '%s'" % drop_id)
+        revoked.set()
+        for t in threads:
+            t.join(timeout=120)
+        self.assertEqual(set(st for (_, st) in results["keep"]), {200}, results)
+        # a request begun after the revocation committed is never served
+        self.assertEqual(results["drop"][(True, 200)], 0, results)
+        self.assertGreater(results["drop"][(True, 401)], 0, results)
+        self.assertError(self.req("GET", "/v1/whoami", token=drop), 401, "unauthenticated")
 
 
 class RateLimitTest(AuthTestBase):

@@ -1,0 +1,37 @@
+-- 0002_auth_check: lets gateways cache authentications without weakening revocation.
+-- A principal's version grows with every change to it (roles, attributes, disabled), so
+-- a cached principal can be checked against the database cheaply. The audit writer
+-- checks, in the transaction that commits a batch's events, that every authentication
+-- taken from a cache still holds; when one does not, nothing of the batch is written
+-- and the requests concerned are authenticated again from the database, so revoking a
+-- token or changing a principal takes effect on the next request whichever gateway
+-- serves it.
+
+ALTER TABLE principals ADD COLUMN version bigint NOT NULL DEFAULT 1 CHECK (version > 0);
+
+-- The ordinals (1-based) of the (token, principal version) pairs that no longer hold:
+-- unknown or revoked token, expired, principal disabled or changed since.
+CREATE FUNCTION sluice_auth_stale(token_ids text[], versions bigint[])
+RETURNS SETOF bigint LANGUAGE sql STABLE AS $$
+    SELECT u.o
+      FROM unnest(token_ids, versions) WITH ORDINALITY AS u(tid, ver, o)
+      LEFT JOIN tokens t ON t.token_id = u.tid
+      LEFT JOIN principals p ON p.id = t.principal_id
+     WHERE t.token_id IS NULL OR p.id IS NULL OR t.revoked_at IS NOT NULL
+        OR t.expires_at <= now() OR p.disabled OR p.version IS DISTINCT FROM u.ver
+$$;
+
+-- Raises SQLSTATE SL001 when any pair no longer holds (the batch's transaction aborts).
+CREATE FUNCTION sluice_auth_check(token_ids text[], versions bigint[])
+RETURNS void LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF EXISTS (SELECT FROM sluice_auth_stale(token_ids, versions)) THEN
+        RAISE EXCEPTION 'a cached authentication no longer holds' USING ERRCODE = 'SL001';
+    END IF;
+END
+$$;
+
+REVOKE ALL ON FUNCTION sluice_auth_stale(text[], bigint[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION sluice_auth_check(text[], bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sluice_auth_stale(text[], bigint[]) TO sluice_gw;
+GRANT EXECUTE ON FUNCTION sluice_auth_check(text[], bigint[]) TO sluice_gw;
