@@ -2,6 +2,8 @@
  * crypto/cry_base.c: keys in guarded memory, encodings, SHA-256, tokens and their
  * keyed hashes, key wrapping and Ed25519, all on libsodium.
  */
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,16 +212,37 @@ cry_unwrap(const cry_key *kek, const char *aad, const unsigned char *in, size_t 
     return SL_OK;
 }
 
+/*
+ * The chain hashes every event the writer commits and every event a verifier reads, so
+ * it uses OpenSSL's SHA-256 (SHA-NI / AVX2 where the CPU has them, several times
+ * libsodium's portable code). The algorithm is fetched once: an implicit fetch per call
+ * costs more than hashing an event.
+ */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    if (sha256_md == NULL)
+        sl_panic("OpenSSL has no SHA-256");
+}
+
 void
 cry_chain_hash(const unsigned char prev[CRY_HASH_BYTES], const char *canon, size_t n,
                unsigned char out[CRY_HASH_BYTES])
 {
-    crypto_hash_sha256_state st;
+    EVP_MD_CTX *ctx;
+    unsigned len = 0;
 
-    crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, prev, CRY_HASH_BYTES);
-    crypto_hash_sha256_update(&st, (const unsigned char *)canon, n);
-    crypto_hash_sha256_final(&st, out);
+    pthread_once(&sha256_once, sha256_fetch);
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL || EVP_DigestInit_ex2(ctx, sha256_md, NULL) != 1 ||
+        EVP_DigestUpdate(ctx, prev, CRY_HASH_BYTES) != 1 || EVP_DigestUpdate(ctx, canon, n) != 1 ||
+        EVP_DigestFinal_ex(ctx, out, &len) != 1 || len != CRY_HASH_BYTES)
+        sl_panic("SHA-256 failed");
+    EVP_MD_CTX_free(ctx);
 }
 
 void

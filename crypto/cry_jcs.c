@@ -67,12 +67,53 @@ utf16_cmp(const char *a, size_t an, const char *b, size_t bn)
     return 0;
 }
 
-static int
-key_cmp(const void *x, const void *y)
-{
-    const char *a = *(const char *const *)x, *b = *(const char *const *)y;
+/* An object's member, with what sorting needs. */
+typedef struct {
+    const char *key;
+    size_t len;
+    int ascii;
+    const json_t *val;
+} member;
 
-    return utf16_cmp(a, strlen(a), b, strlen(b));
+static int
+member_cmp(const void *x, const void *y)
+{
+    const member *a = x, *b = y;
+    int c;
+
+    /* ASCII bytes are their own UTF-16 code units: plain byte order is the same order */
+    if (a->ascii && b->ascii) {
+        c = memcmp(a->key, b->key, a->len < b->len ? a->len : b->len);
+        return c != 0 ? c : (a->len > b->len) - (a->len < b->len);
+    }
+    return utf16_cmp(a->key, a->len, b->key, b->len);
+}
+
+static int
+is_ascii(const char *s, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            return 0;
+    return 1;
+}
+
+/* Decimal digits of |i| <= 2^53 - 1 without a format string. */
+static sl_code
+put_int(sl_buf *out, long long i)
+{
+    char d[24], *p = d + sizeof d;
+    unsigned long long u = i < 0 ? (unsigned long long)-i : (unsigned long long)i;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (i < 0)
+        *--p = '-';
+    return sl_buf_append(out, p, (size_t)(d + sizeof d - p));
 }
 
 static sl_code
@@ -156,7 +197,7 @@ jcs(const json_t *v, sl_buf *out, int depth)
         json_int_t i = json_integer_value(v);
         if (i > JCS_MAX_INT || i < -JCS_MAX_INT)
             return SL_EINVALID;
-        return sl_buf_printf(out, "%lld", (long long)i);
+        return put_int(out, (long long)i);
     }
     case JSON_STRING:
         return put_string(out, json_string_value(v), json_string_length(v));
@@ -174,25 +215,32 @@ jcs(const json_t *v, sl_buf *out, int depth)
     }
     case JSON_OBJECT: {
         size_t n = json_object_size(v), i = 0;
-        const char **keys;
+        member small[16], *m;
         const char *key;
         json_t *val;
 
-        keys = sl_xcalloc(n ? n : 1, sizeof *keys);
-        json_object_foreach((json_t *)v, key, val) keys[i++] = key;
-        qsort(keys, n, sizeof *keys, key_cmp);
+        m = n <= 16 ? small : sl_xcalloc(n, sizeof *m);
+        json_object_foreach((json_t *)v, key, val)
+        {
+            m[i].key = key;
+            m[i].len = strlen(key);
+            m[i].ascii = is_ascii(key, m[i].len);
+            m[i++].val = val;
+        }
+        qsort(m, n, sizeof *m, member_cmp);
         rc = sl_buf_append(out, "{", 1);
         for (i = 0; i < n && rc == SL_OK; i++) {
             if (i > 0)
                 rc = sl_buf_append(out, ",", 1);
             if (rc == SL_OK)
-                rc = put_string(out, keys[i], strlen(keys[i]));
+                rc = put_string(out, m[i].key, m[i].len);
             if (rc == SL_OK)
                 rc = sl_buf_append(out, ":", 1);
             if (rc == SL_OK)
-                rc = jcs(json_object_get(v, keys[i]), out, depth + 1);
+                rc = jcs(m[i].val, out, depth + 1);
         }
-        free(keys);
+        if (m != small)
+            free(m);
         if (rc != SL_OK)
             return rc;
         return sl_buf_append(out, "}", 1);

@@ -25,10 +25,17 @@ enum { QUEUED, WRITING, COMMITTED };
 #define GW_AUDIT_GRACE_S 1
 /* Group commit: with concurrent requests, wait up to this long for this many events. */
 #define GW_AUDIT_GATHER    48
-#define GW_AUDIT_GATHER_US 200
+#define GW_AUDIT_GATHER_US 0
 
 typedef struct item {
-    json_t *ev;
+    /* The event's columns (the strings live in cols_buf) and its RFC 8785 text with
+     * placeholders. The JSON it came from is freed by the thread that made it: the
+     * writer's threads see only these, so they free a few blocks per event, not the
+     * dozens a JSON object is made of (allocations freed far from where they were made
+     * are slow). */
+    char *cols_buf;
+    const char *principal, *action, *resource, *decision;
+    int status;
     int state;
     gw_audit_wait *w; /* the request waiting for it, until told the outcome */
     int abandoned;    /* its request was answered 503 while it was being written */
@@ -122,11 +129,11 @@ last_of(const char *hay, const char *needle)
     return found;
 }
 
-/* Canonical text with placeholders; 0 when the event cannot be canonicalised. */
+/* Canonical text with placeholders; 0 when the event cannot be canonicalised. The event
+ * keeps the placeholders (only the text says what was written). */
 static int
-prepare_text(item *it)
+prepare_text(item *it, json_t *e)
 {
-    json_t *e = json_copy(it->ev);
     const char *p, *q, *t;
     sl_buf b;
     int ok = 0;
@@ -148,25 +155,75 @@ prepare_text(item *it)
         ok = 1;
     }
     sl_buf_free(&b);
-    json_decref(e);
     return ok;
 }
 
-/* Makes an item's text; an event that cannot be written as it is becomes a minimal one
- * (a bug in its builder must not lose the request, nor abort the gateway). */
+/* Copies the columns the trail's table repeats out of the event. */
 static void
-prepare(item *it)
+take_columns(item *it, const json_t *e)
 {
-    if (prepare_text(it))
-        return;
-    sl_error("audit: an event could not be canonicalised; recording a minimal one");
-    json_decref(it->ev);
-    it->ev = json_pack("{s:s, s:n, s:s, s:s, s:s, s:s, s:n, s:i, s:n, s:s, s:{}}", "request_id",
+    const char *v[4];
+    static const char *const keys[4] = {"principal", "action", "resource", "decision"};
+    size_t len[4], total = 0, i;
+    char *o;
+
+    for (i = 0; i < 4; i++) {
+        v[i] = json_string_value(json_object_get(e, keys[i]));
+        len[i] = v[i] ? strlen(v[i]) : 0;
+        total += len[i] + 1;
+    }
+    free(it->cols_buf);
+    it->cols_buf = o = sl_xmalloc(total);
+    for (i = 0; i < 4; i++) {
+        const char *at = NULL;
+        if (v[i] != NULL) {
+            memcpy(o, v[i], len[i] + 1);
+            at = o;
+            o += len[i] + 1;
+        }
+        if (i == 0)
+            it->principal = at;
+        else if (i == 1)
+            it->action = at ? at : "?";
+        else if (i == 2)
+            it->resource = at ? at : "?";
+        else
+            it->decision = at ? at : "?";
+    }
+    it->status = (int)json_integer_value(json_object_get(e, "status"));
+}
+
+/*
+ * Makes an item's text and columns from the event (ownership taken; freed here, by the
+ * calling thread). An event that cannot be written as it is becomes a minimal one (a bug
+ * in its builder must not lose the request, nor abort the gateway).
+ */
+static void
+prepare(item *it, json_t *ev)
+{
+    if (!prepare_text(it, ev)) {
+        sl_error("audit: an event could not be canonicalised; recording a minimal one");
+        json_decref(ev);
+        ev = json_pack("{s:s, s:n, s:s, s:s, s:s, s:s, s:n, s:i, s:n, s:s, s:{}}", "request_id",
                        "unencodable", "principal", "action", "audit.unencodable", "resource", "?",
                        "decision", "error", "reason", "an event could not be encoded", "purpose",
                        "status", 0, "bytes", "client", "?", "detail");
-    if (!prepare_text(it))
-        sl_panic("audit: the minimal event cannot be canonicalised");
+        if (ev == NULL || !prepare_text(it, ev))
+            sl_panic("audit: the minimal event cannot be canonicalised");
+    }
+    take_columns(it, ev);
+    json_decref(ev);
+}
+
+/* The event back as JSON, from its text (the rare paths that change or quote it). */
+static json_t *
+item_event(const item *it)
+{
+    json_t *e = json_loadb(it->pre, it->pre_len, 0, NULL);
+
+    if (e == NULL)
+        sl_panic("audit: an event's own canonical text does not parse");
+    return e;
 }
 
 static item *
@@ -174,15 +231,14 @@ item_new(json_t *ev)
 {
     item *it = sl_xcalloc(1, sizeof *it);
 
-    it->ev = ev;
-    prepare(it);
+    prepare(it, ev);
     return it;
 }
 
 static void
 item_free(item *it)
 {
-    json_decref(it->ev);
+    free(it->cols_buf);
     free(it->pre);
     free(it);
 }
@@ -290,15 +346,16 @@ stamp(gw_audit *a, item **batch, size_t n, int64_t seq, const unsigned char head
     unsigned char prev[CRY_HASH_BYTES], hash[CRY_HASH_BYTES];
     char prev_hex[CRY_HASH_HEX + 1], ts[SL_TS_LEN];
     json_t *signed_cp;
+    int64_t now_us;
     size_t i;
 
     memcpy(prev, head, CRY_HASH_BYTES);
-    sl_time_format_us(sl_now_us(), ts);
+    now_us = sl_now_us();
+    sl_time_format_us(now_us, ts);
     if (strlen(ts) != TS_WIDTH)
         sl_panic("audit: the clock is outside years 0000-9999");
     for (i = 0; i < n; i++) {
         const item *it = batch[i];
-        json_t *e = it->ev;
         char seqs[24], *o;
         size_t nseq, len;
         cry_hex(prev, CRY_HASH_BYTES, prev_hex);
@@ -324,11 +381,11 @@ stamp(gw_audit *a, item **batch, size_t n, int64_t seq, const unsigned char head
         *o = '\0';
         cry_chain_hash(prev, canon[i], len, hash);
         rows[i].seq = seq;
-        rows[i].principal = json_string_value(json_object_get(e, "principal"));
-        rows[i].action = json_string_value(json_object_get(e, "action"));
-        rows[i].resource = json_string_value(json_object_get(e, "resource"));
-        rows[i].decision = json_string_value(json_object_get(e, "decision"));
-        rows[i].status = (int)json_integer_value(json_object_get(e, "status"));
+        rows[i].principal = it->principal;
+        rows[i].action = it->action;
+        rows[i].resource = it->resource;
+        rows[i].decision = it->decision;
+        rows[i].status = it->status;
         rows[i].canon = canon[i];
         rows[i].canon_len = len;
         memcpy(rows[i].hash, hash, CRY_HASH_BYTES);
@@ -339,8 +396,10 @@ stamp(gw_audit *a, item **batch, size_t n, int64_t seq, const unsigned char head
     cp->seq = seq;
     cry_hex(prev, CRY_HASH_BYTES, cp->hash);
     snprintf(cp->ts, sizeof cp->ts, "%s", ts);
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
         rows[i].ts = cp->ts;
+        rows[i].ts_us = now_us;
+    }
     snprintf(cp->key_id, sizeof cp->key_id, "%s", a->keys->signing_id);
     signed_cp = cry_checkpoint_new(a->keys->signing, a->keys->signing_id, seq, cp->hash, ts);
     snprintf(cp->signature, sizeof cp->signature, "%s",
@@ -409,17 +468,19 @@ static void rewrite_unavailable(item *it);
 static void
 late_commit(gw_audit *a, item *it)
 {
-    json_t *fix = json_pack(
-        "{s:O?, s:O?, s:s, s:O?, s:s, s:s, s:O?, s:i, s:i, s:O?, s:{s:I}}", "request_id",
-        json_object_get(it->ev, "request_id"), "principal", json_object_get(it->ev, "principal"),
-        "action", "audit.correction", "resource", json_object_get(it->ev, "resource"), "decision",
-        "error", "reason",
-        "the request's event was committed after its answer had become 503 "
-        "(no data served)",
-        "purpose", json_object_get(it->ev, "purpose"), "status", 503, "bytes", 0, "client",
-        json_object_get(it->ev, "client"), "detail", "corrects_seq", (json_int_t)it->seq);
+    json_t *ev = item_event(it);
+    json_t *fix =
+        json_pack("{s:O?, s:O?, s:s, s:O?, s:s, s:s, s:O?, s:i, s:i, s:O?, s:{s:I}}", "request_id",
+                  json_object_get(ev, "request_id"), "principal", json_object_get(ev, "principal"),
+                  "action", "audit.correction", "resource", json_object_get(ev, "resource"),
+                  "decision", "error", "reason",
+                  "the request's event was committed after its answer had become 503 "
+                  "(no data served)",
+                  "purpose", json_object_get(ev, "purpose"), "status", 503, "bytes", 0, "client",
+                  json_object_get(ev, "client"), "detail", "corrects_seq", (json_int_t)it->seq);
     item *c;
 
+    json_decref(ev);
     if (fix != NULL) {
         c = item_new(fix);
         push_back(a, c);
@@ -869,13 +930,15 @@ gw_audit_start(const char *conninfo, const gw_keys *keys, int bound_ms)
 static void
 rewrite_unavailable(item *it)
 {
-    json_object_set_new(it->ev, "status", json_integer(503));
-    json_object_set_new(it->ev, "decision", json_string("error"));
-    json_object_set_new(it->ev, "reason",
+    json_t *ev = item_event(it);
+
+    json_object_set_new(ev, "status", json_integer(503));
+    json_object_set_new(ev, "decision", json_string("error"));
+    json_object_set_new(ev, "reason",
                         json_string("audit trail unavailable: answered 503 without data"));
-    json_object_set_new(it->ev, "bytes", json_integer(0));
+    json_object_set_new(ev, "bytes", json_integer(0));
     it->claim = 0; /* the 503 was answered whoever asked */
-    prepare(it);
+    prepare(it, ev);
 }
 
 void

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -37,8 +38,10 @@ gw_metrics gw_stats;
 
 /* Event-loop threads: a few per core (handlers block their thread while they query). */
 #define GW_THREADS_PER_CPU 2
-#define GW_THREADS_MIN     2
+#define GW_THREADS_MIN     4
 #define GW_THREADS_MAX     64
+/* Free memory a heap keeps before returning it to the kernel. */
+#define GW_MALLOC_TRIM (64 * 1024 * 1024)
 
 static void h_healthz(gw_req *r);
 static void h_readyz(gw_req *r);
@@ -1333,6 +1336,9 @@ gw_serve(gw_config *cfg)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     prctl(PR_SET_DUMPABLE, 0);
+    /* Requests allocate and free on many threads: without this glibc hands each thread's
+     * freed top of heap back to the kernel (a madvise per request) and takes it again. */
+    mallopt(M_TRIM_THRESHOLD, GW_MALLOC_TRIM);
 
     if (gw_keys_load(cfg, &keys, &err) != SL_OK ||
         gw_file_read(cfg->tls_cert, 1 << 20, &cert, NULL, &err) != SL_OK ||

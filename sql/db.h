@@ -119,6 +119,7 @@ sl_code db_wrapped_key_put(PGconn *c, const char *purpose, int master_version,
 typedef struct {
     int64_t seq;
     const char *ts;        /* RFC 3339 with microseconds, as in canon */
+    int64_t ts_us;         /* the same time in microseconds since 1970 */
     const char *principal; /* NULL when unauthenticated */
     const char *action;
     const char *resource;
@@ -144,6 +145,9 @@ sl_code db_audit_prepare(PGconn *c, sl_err *err) SL_WUR;
  */
 sl_code db_audit_begin(PGconn *c, int64_t *seq, unsigned char hash[32], db_checkpoint *cp,
                        int *cp_found, sl_err *err) SL_WUR;
+/* From this many rows a batch goes by COPY (three round trips, much less work per row);
+ * smaller ones by one pipelined INSERT (one round trip). */
+#define DB_AUDIT_COPY_MIN 256
 /*
  * Authentications taken from a gateway's cache, checked when their events commit: token
  * ids and the principal versions seen (n pairs).

@@ -91,7 +91,9 @@ db_audit_prepare(PGconn *c, sl_err *err)
         const char *name, *sql;
     } ps[] = {
         {"sl_audit_lock", "SELECT pg_advisory_xact_lock(1936482677)"},
-        {"sl_audit_auth", "SELECT sluice_auth_check($1::text[], $2::bigint[])"},
+        {"sl_audit_stale",
+         "SELECT o FROM sluice_auth_stale($1::text[], $2::bigint[]) AS o LIMIT 1"},
+        {"sl_audit_tip", "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"},
         {"sl_audit_head",
          "SELECT h.seq, encode(h.hash, 'hex'), c.seq, c.hash, c.ts, c.key_id, c.signature"
          " FROM (SELECT 1) AS one"
@@ -107,13 +109,20 @@ db_audit_prepare(PGconn *c, sl_err *err)
          " SELECT $1::bigint + u.o - 1, $2::timestamptz, u.p, u.a, u.r, u.d, u.s, u.c, u.h"
          " FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[],"
          " $9::bytea[]) WITH ORDINALITY AS u(p, a, r, d, s, c, h, o)"
-         " WHERE $10::bigint = 0 OR coalesce((SELECT seq = $10::bigint AND hash = $11::bytea"
-         " FROM audit_events ORDER BY seq DESC LIMIT 1), false)"},
+         " WHERE ($10::bigint = 0 OR coalesce((SELECT seq = $10::bigint AND hash = $11::bytea"
+         " FROM audit_events ORDER BY seq DESC LIMIT 1), false))"
+         /* and only if every cached authentication of the batch still holds */
+         " AND NOT EXISTS (SELECT FROM sluice_auth_stale($12::text[], $13::bigint[]))"},
         /* only over the rows just appended */
         {"sl_audit_checkpoint",
          "INSERT INTO audit_checkpoints (seq, hash, ts, key_id, signature)"
          " SELECT $1::bigint, $2, $3, $4, $5"
          " WHERE (SELECT seq FROM audit_events ORDER BY seq DESC LIMIT 1) = $1::bigint"},
+        /* after a COPY whose head was checked under the lock: no guard, so a failure aborts
+         * the transaction instead of committing the rows without their checkpoint */
+        {"sl_audit_checkpoint_copy",
+         "INSERT INTO audit_checkpoints (seq, hash, ts, key_id, signature)"
+         " VALUES ($1::bigint, $2, $3, $4, $5)"},
     };
     size_t i;
 
@@ -216,7 +225,7 @@ array_elem(sl_buf *b, const void *p, size_t n)
     return rc == SL_OK ? sl_buf_append(b, p, n) : rc;
 }
 
-/* The claims as two array literals ('{...}'); token ids are hex, versions integers. */
+/* The claims (none when NULL) as two array literals ('{...}'); token ids are hex. */
 static sl_code
 claims_text(const db_auth_claims *cl, sl_buf *ids, sl_buf *vers)
 {
@@ -225,7 +234,7 @@ claims_text(const db_auth_claims *cl, sl_buf *ids, sl_buf *vers)
 
     if (rc == SL_OK)
         rc = sl_buf_append(vers, "{", 1);
-    for (i = 0; i < cl->n && rc == SL_OK; i++) {
+    for (i = 0; cl != NULL && i < cl->n && rc == SL_OK; i++) {
         const char *id = cl->token_ids[i];
         char v[24];
         size_t k;
@@ -247,12 +256,35 @@ claims_text(const db_auth_claims *cl, sl_buf *ids, sl_buf *vers)
     return rc;
 }
 
+/* 1 when some claim no longer holds, 0 when all do, -1 on failure (err set). */
 static int
-is_state(const PGresult *r, const char *state)
+claims_stale(PGconn *c, const db_auth_claims *claims, sl_err *err)
 {
-    const char *s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    sl_buf ids, vers;
+    const char *params[2];
+    PGresult *r;
+    int bad;
 
-    return s != NULL && strcmp(s, state) == 0;
+    sl_buf_init(&ids, (size_t)1 << 20);
+    sl_buf_init(&vers, (size_t)1 << 20);
+    if (claims_text(claims, &ids, &vers) != SL_OK) {
+        sl_buf_free(&ids);
+        sl_buf_free(&vers);
+        sl_err_set(err, SL_EINTERNAL, "bad authentication claims");
+        return -1;
+    }
+    params[0] = ids.data;
+    params[1] = vers.data;
+    r = PQexecPrepared(c, "sl_audit_stale", 2, params, NULL, NULL, 0);
+    sl_buf_free(&ids);
+    sl_buf_free(&vers);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pgfail(err, c, r, "authentication check");
+        return -1;
+    }
+    bad = PQntuples(r) > 0;
+    PQclear(r);
+    return bad;
 }
 
 sl_code
@@ -289,22 +321,21 @@ db_auth_stale(PGconn *c, const db_auth_claims *claims, unsigned char *stale, sl_
     return SL_OK;
 }
 
-sl_code
-db_audit_append(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoint *cp,
-                int64_t expect_seq, const unsigned char *expect_hash, const db_auth_claims *claims,
-                int *stale, sl_err *err)
+static sl_code
+append_insert(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoint *cp,
+              int64_t expect_seq, const unsigned char *expect_hash, const db_auth_claims *claims,
+              int *stale, sl_err *err)
 {
     sl_buf cl_ids, cl_vers;
-    const char *cl_params[2];
-    int auth_at = -1;
     static const char hexd[] = "0123456789abcdef";
     enum { PRINCIPAL, ACTION, RESOURCE, DECISION, STATUS, CANON, HASH, NCOL };
     sl_buf col[NCOL];
     char first_seq[24], cp_seq[24], exp_seq[24], exp_hash[3 + 64 + 1];
-    const char *ev_params[NCOL + 4], *cp_params[5];
-    int ev_len[NCOL + 4] = {0}, ev_fmt[NCOL + 4] = {0};
-    stmt st[6];
-    PGresult *res[6];
+    const char *ev_params[NCOL + 6], *cp_params[5];
+    int ev_len[NCOL + 6] = {0}, ev_fmt[NCOL + 6] = {0};
+    int nclaims = claims != NULL ? (int)claims->n : 0, inserted;
+    stmt st[5];
+    PGresult *res[5];
     int nst = 0, rows_at;
     size_t i, k;
     int j;
@@ -375,30 +406,34 @@ db_audit_append(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoi
     }
     sl_buf_init(&cl_ids, (size_t)1 << 20);
     sl_buf_init(&cl_vers, (size_t)1 << 20);
-    if (claims != NULL && claims->n > 0) {
-        if (claims_text(claims, &cl_ids, &cl_vers) != SL_OK) {
-            rc = sl_err_set(err, SL_EINTERNAL, "bad authentication claims");
-            goto out;
-        }
-        cl_params[0] = cl_ids.data;
-        cl_params[1] = cl_vers.data;
-        auth_at = nst;
-        st[nst++] = (stmt){"sl_audit_auth", 2, cl_params, 1, NULL, NULL};
+    if (claims_text(claims, &cl_ids, &cl_vers) != SL_OK) {
+        rc = sl_err_set(err, SL_EINTERNAL, "bad authentication claims");
+        goto out;
     }
+    ev_params[NCOL + 4] = cl_ids.data;
+    ev_params[NCOL + 5] = cl_vers.data;
     rows_at = nst;
-    st[nst++] = (stmt){"sl_audit_rows", NCOL + 4, ev_params, 1, ev_len, ev_fmt};
+    st[nst++] = (stmt){"sl_audit_rows", NCOL + 6, ev_params, 1, ev_len, ev_fmt};
     st[nst++] = (stmt){"sl_audit_checkpoint", 5, cp_params, 1, NULL, NULL};
     st[nst++] = (stmt){"COMMIT", 0, NULL, 0, NULL, NULL};
     rc = pipeline(c, st, nst, res, err);
-    if (rc != SL_OK && auth_at >= 0 && is_state(res[auth_at], "SL001"))
-        rc = sl_err_set(err, SL_EAUTH, "a cached authentication no longer holds");
-    if (rc == SL_OK && atoi(PQcmdTuples(res[rows_at])) != (int)n) {
-        if (expect_seq > 0 && atoi(PQcmdTuples(res[rows_at])) == 0)
+    inserted = rc == SL_OK ? atoi(PQcmdTuples(res[rows_at])) : -1;
+    clear_all(res, nst);
+    if (inserted == 0 && nclaims > 0) {
+        /* Nothing written (the head moved, or a claim failed): which? A claim that failed
+         * still fails now (revocation, expiry and versions only move forward). */
+        int bad = claims_stale(c, claims, err);
+        if (bad < 0)
+            rc = SL_EUNAVAIL;
+        else if (bad > 0)
+            rc = sl_err_set(err, SL_EAUTH, "a cached authentication no longer holds");
+    }
+    if (rc == SL_OK && inserted != (int)n) {
+        if (expect_seq > 0 && inserted == 0)
             *stale = 1; /* the head moved: nothing was written */
         else
             rc = pgfail(err, c, NULL, "audit batch: row count differs");
     }
-    clear_all(res, nst);
 out:
     for (j = 0; j < NCOL; j++)
         sl_buf_free(&col[j]);
@@ -407,6 +442,205 @@ out:
     if (rc != SL_OK)
         db_rollback(c);
     return rc;
+}
+
+/* PostgreSQL's binary COPY format: big-endian integers; timestamps count from 2000. */
+#define PG_EPOCH_US 946684800000000LL
+
+static sl_code
+put16(sl_buf *b, uint16_t v)
+{
+    unsigned char x[2] = {(unsigned char)(v >> 8), (unsigned char)v};
+
+    return sl_buf_append(b, x, 2);
+}
+
+static sl_code
+put64(sl_buf *b, uint64_t v)
+{
+    sl_code rc = put32(b, (uint32_t)(v >> 32));
+
+    return rc == SL_OK ? put32(b, (uint32_t)v) : rc;
+}
+
+static sl_code
+copy_field(sl_buf *b, const void *p, size_t n)
+{
+    return array_elem(b, p, n); /* the same framing: length, then bytes; -1 for NULL */
+}
+
+static sl_code
+copy_rows(const db_audit_row *rows, size_t n, sl_buf *b)
+{
+    static const char sig[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', '\377', '\r', '\n', '\0'};
+    sl_code rc = sl_buf_append(b, sig, sizeof sig);
+    size_t i;
+
+    if (rc == SL_OK)
+        rc = put32(b, 0); /* flags */
+    if (rc == SL_OK)
+        rc = put32(b, 0); /* header extension */
+    for (i = 0; i < n && rc == SL_OK; i++) {
+        const db_audit_row *e = &rows[i];
+        rc = put16(b, 9);
+        if (rc == SL_OK)
+            rc = put32(b, 8);
+        if (rc == SL_OK)
+            rc = put64(b, (uint64_t)e->seq);
+        if (rc == SL_OK)
+            rc = put32(b, 8);
+        if (rc == SL_OK)
+            rc = put64(b, (uint64_t)(e->ts_us - PG_EPOCH_US));
+        if (rc == SL_OK)
+            rc = copy_field(b, e->principal, e->principal ? strlen(e->principal) : 0);
+        if (rc == SL_OK)
+            rc = copy_field(b, e->action, strlen(e->action));
+        if (rc == SL_OK)
+            rc = copy_field(b, e->resource, strlen(e->resource));
+        if (rc == SL_OK)
+            rc = copy_field(b, e->decision, strlen(e->decision));
+        if (rc == SL_OK)
+            rc = put32(b, 4);
+        if (rc == SL_OK)
+            rc = put32(b, (uint32_t)e->status);
+        if (rc == SL_OK)
+            rc = copy_field(b, e->canon, e->canon_len);
+        if (rc == SL_OK)
+            rc = copy_field(b, e->hash, 32);
+    }
+    if (rc == SL_OK)
+        rc = put16(b, 0xffff); /* end of data */
+    return rc;
+}
+
+/* Sends the rows by COPY in the open transaction; SL_OK when all n were taken. */
+static sl_code
+copy_in(PGconn *c, const db_audit_row *rows, size_t n, sl_err *err)
+{
+    PGresult *r;
+    sl_buf b;
+    sl_code rc;
+    size_t off;
+
+    sl_buf_init(&b, (size_t)1 << 30);
+    if (copy_rows(rows, n, &b) != SL_OK) {
+        sl_buf_free(&b);
+        return sl_err_set(err, SL_EINTERNAL, "audit batch too large");
+    }
+    r = PQexec(c, "COPY audit_events (seq, ts, principal, action, resource, decision, status,"
+                  " canon, hash) FROM STDIN (FORMAT binary)");
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        sl_buf_free(&b);
+        return pgfail(err, c, r, "audit COPY");
+    }
+    PQclear(r);
+    rc = SL_OK;
+    for (off = 0; off < b.len && rc == SL_OK; off += (size_t)1 << 20) {
+        size_t len = b.len - off < ((size_t)1 << 20) ? b.len - off : (size_t)1 << 20;
+        if (PQputCopyData(c, b.data + off, (int)len) != 1)
+            rc = pgfail(err, c, NULL, "audit COPY data");
+    }
+    sl_buf_free(&b);
+    if (PQputCopyEnd(c, rc == SL_OK ? NULL : "sluice: batch abandoned") != 1 && rc == SL_OK)
+        rc = pgfail(err, c, NULL, "audit COPY end");
+    while ((r = PQgetResult(c)) != NULL) {
+        if (rc == SL_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
+            rc = pgfail(err, c, r, "audit COPY");
+            continue;
+        }
+        if (rc == SL_OK && strtoull(PQcmdTuples(r), NULL, 10) != n)
+            rc = pgfail(err, c, NULL, "audit COPY: row count differs");
+        PQclear(r);
+    }
+    return rc;
+}
+
+/*
+ * A large batch: open (the lock, the claims and the head, in one round trip), COPY, then
+ * the checkpoint and COMMIT in one more. The head is checked before anything is written.
+ */
+static sl_code
+append_copy(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoint *cp,
+            int64_t expect_seq, const unsigned char *expect_hash, const db_auth_claims *claims,
+            int *stale, sl_err *err)
+{
+    sl_buf cl_ids, cl_vers;
+    const char *cl_params[2], *cp_params[5];
+    char cp_seq[24];
+    stmt st[4];
+    PGresult *res[4];
+    int nst = 0, auth_at = -1, tip_at = -1;
+    sl_code rc = SL_OK;
+
+    *stale = 0;
+    sl_buf_init(&cl_ids, (size_t)1 << 20);
+    sl_buf_init(&cl_vers, (size_t)1 << 20);
+    if (expect_seq > 0) {
+        st[nst++] = (stmt){"BEGIN", 0, NULL, 0, NULL, NULL};
+        st[nst++] = (stmt){"sl_audit_lock", 0, NULL, 1, NULL, NULL};
+    }
+    if (claims != NULL && claims->n > 0) {
+        if (claims_text(claims, &cl_ids, &cl_vers) != SL_OK) {
+            rc = sl_err_set(err, SL_EINTERNAL, "bad authentication claims");
+            goto out;
+        }
+        cl_params[0] = cl_ids.data;
+        cl_params[1] = cl_vers.data;
+        auth_at = nst;
+        st[nst++] = (stmt){"sl_audit_stale", 2, cl_params, 1, NULL, NULL};
+    }
+    if (expect_seq > 0) {
+        tip_at = nst;
+        st[nst++] = (stmt){"sl_audit_tip", 0, NULL, 1, NULL, NULL};
+    }
+    if (nst > 0) {
+        rc = pipeline(c, st, nst, res, err);
+        if (rc == SL_OK && auth_at >= 0 && PQntuples(res[auth_at]) > 0)
+            rc = sl_err_set(err, SL_EAUTH, "a cached authentication no longer holds");
+        if (rc == SL_OK && tip_at >= 0) {
+            unsigned char tip[32];
+            PGresult *t = res[tip_at];
+            int same = PQntuples(t) == 1 && strtoll(PQgetvalue(t, 0, 0), NULL, 10) == expect_seq &&
+                       PQgetlength(t, 0, 1) == 66 && strncmp(PQgetvalue(t, 0, 1), "\\x", 2) == 0;
+            if (same) {
+                db_unhex32(PQgetvalue(t, 0, 1) + 2, tip);
+                same = memcmp(tip, expect_hash, 32) == 0;
+            }
+            if (!same)
+                *stale = 1; /* the head moved: write nothing */
+        }
+        clear_all(res, nst);
+        if (rc != SL_OK || *stale)
+            goto out;
+    }
+    if ((rc = copy_in(c, rows, n, err)) != SL_OK)
+        goto out;
+    snprintf(cp_seq, sizeof cp_seq, "%lld", (long long)cp->seq);
+    cp_params[0] = cp_seq;
+    cp_params[1] = cp->hash;
+    cp_params[2] = cp->ts;
+    cp_params[3] = cp->key_id;
+    cp_params[4] = cp->signature;
+    st[0] = (stmt){"sl_audit_checkpoint_copy", 5, cp_params, 1, NULL, NULL};
+    st[1] = (stmt){"COMMIT", 0, NULL, 0, NULL, NULL};
+    rc = pipeline(c, st, 2, res, err);
+    clear_all(res, 2);
+out:
+    sl_buf_free(&cl_ids);
+    sl_buf_free(&cl_vers);
+    if (rc != SL_OK || *stale)
+        db_rollback(c);
+    return rc;
+}
+
+sl_code
+db_audit_append(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoint *cp,
+                int64_t expect_seq, const unsigned char *expect_hash, const db_auth_claims *claims,
+                int *stale, sl_err *err)
+{
+    if (n >= DB_AUDIT_COPY_MIN)
+        return append_copy(c, rows, n, cp, expect_seq, expect_hash, claims, stale, err);
+    return append_insert(c, rows, n, cp, expect_seq, expect_hash, claims, stale, err);
 }
 
 struct db_audit_stream {

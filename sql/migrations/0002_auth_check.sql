@@ -1,7 +1,7 @@
 -- 0002_auth_check: lets gateways cache authentications without weakening revocation.
 -- A principal's version grows with every change to it (roles, attributes, disabled), so
 -- a cached principal can be checked against the database cheaply. The audit writer
--- checks, in the transaction that commits a batch's events, that every authentication
+-- checks, in the statement that appends a batch's events, that every authentication
 -- taken from a cache still holds; when one does not, nothing of the batch is written
 -- and the requests concerned are authenticated again from the database, so revoking a
 -- token or changing a principal takes effect on the next request whichever gateway
@@ -10,7 +10,8 @@
 ALTER TABLE principals ADD COLUMN version bigint NOT NULL DEFAULT 1 CHECK (version > 0);
 
 -- The ordinals (1-based) of the (token, principal version) pairs that no longer hold:
--- unknown or revoked token, expired, principal disabled or changed since.
+-- unknown or revoked token, expired, principal disabled or changed since. The audit
+-- writer's INSERT appends a batch only when this is empty (it is inlined there).
 CREATE FUNCTION sluice_auth_stale(token_ids text[], versions bigint[])
 RETURNS SETOF bigint LANGUAGE sql STABLE AS $$
     SELECT u.o
@@ -21,17 +22,5 @@ RETURNS SETOF bigint LANGUAGE sql STABLE AS $$
         OR t.expires_at <= now() OR p.disabled OR p.version IS DISTINCT FROM u.ver
 $$;
 
--- Raises SQLSTATE SL001 when any pair no longer holds (the batch's transaction aborts).
-CREATE FUNCTION sluice_auth_check(token_ids text[], versions bigint[])
-RETURNS void LANGUAGE plpgsql STABLE AS $$
-BEGIN
-    IF EXISTS (SELECT FROM sluice_auth_stale(token_ids, versions)) THEN
-        RAISE EXCEPTION 'a cached authentication no longer holds' USING ERRCODE = 'SL001';
-    END IF;
-END
-$$;
-
 REVOKE ALL ON FUNCTION sluice_auth_stale(text[], bigint[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION sluice_auth_check(text[], bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION sluice_auth_stale(text[], bigint[]) TO sluice_gw;
-GRANT EXECUTE ON FUNCTION sluice_auth_check(text[], bigint[]) TO sluice_gw;

@@ -161,6 +161,48 @@ class OneEventPerRequest(ServerCase):
         self.assertTrue(verify(s)["ok"])
 
 
+class TwoWriters(ServerCase):
+    """
+    A second writer (tests/integration/audit_burst.c: another gateway's, with the same
+    keys) appends thousands of events while this gateway serves requests: batches that
+    large go by COPY, and each writer's fast path finds the head moved by the other and
+    re-reads it. The chain stays whole, every event is there once, and it verifies.
+    """
+
+    def test_second_writer_large_batches_one_chain(self):
+        s = self.srv
+        burst = os.environ.get("SLUICE_AUDIT_BURST")
+        if not burst:
+            self.fail("SLUICE_AUDIT_BURST is not set (ctest sets it to the audit_burst tool)")
+        before = s.audit_count()
+        proc = subprocess.Popen([burst, s.dir, "3000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ids = []
+        while proc.poll() is None and len(ids) < 400:
+            rid = "two-" + uuid.uuid4().hex
+            self.assertEqual(s.request("GET", "/v1/whoami", headers={"X-Request-Id": rid}).status, 200)
+            ids.append(rid)
+        out, err = proc.communicate(timeout=180)
+        self.assertEqual(proc.returncode, 0, out + err)
+        events = s.events()
+        self.assertEqual(len(events), s.audit_count())
+        self.assertEqual(s.audit_count() - before, 3001 + len(ids))
+        burst_ids = [e["request_id"] for e in events if e["request_id"].startswith("burst-0")]
+        self.assertEqual(sorted(burst_ids), ["burst-%08d" % i for i in range(3000)])
+        seen = [e["request_id"] for e in events]
+        for rid in ids:
+            self.assertEqual(seen.count(rid), 1, rid)
+        # events keep their text exactly (quotes, backslash, non-ASCII through COPY)
+        one = [e for e in events if e["request_id"] == "burst-00000007"][0]
+        self.assertEqual(one["reason"], 'a quoted "reason" with a \\ and \u00e9')
+        self.assertEqual(one["detail"], {"i": 7})
+        # some batch was large enough for COPY
+        gaps = s.psql("SELECT max(seq - prev) FROM (SELECT seq, lag(seq) OVER (ORDER BY seq) AS prev"
+                      " FROM audit_checkpoints) g")
+        self.assertGreaterEqual(int(gaps), 256, "no batch went by COPY")
+        v = verify(s)
+        self.assertTrue(v["ok"], v)
+
+
 # What a database superuser can do: bypass the trigger (replica mode) and edit rows.
 SU = "SET session_replication_role = replica; "
 
