@@ -25,7 +25,7 @@ enum { QUEUED, WRITING, COMMITTED };
 #define GW_AUDIT_GRACE_S 1
 /* Group commit: with concurrent requests, wait up to this long for this many events. */
 #define GW_AUDIT_GATHER    48
-#define GW_AUDIT_GATHER_US 0
+#define GW_AUDIT_GATHER_US 200
 
 typedef struct item {
     /* The event's columns (the strings live in cols_buf) and its RFC 8785 text with
@@ -499,6 +499,47 @@ overflow_event(long n)
         "purpose", "status", 503, "bytes", "client", "", "detail", "lost_events", (json_int_t)n);
 }
 
+typedef struct {
+    const char *id;
+    int64_t ver;
+    size_t at; /* the item's place in the batch */
+} claim_ref;
+
+static int
+claim_cmp(const void *x, const void *y)
+{
+    const claim_ref *a = x, *b = y;
+    int c = strcmp(a->id, b->id);
+
+    if (c != 0)
+        return c;
+    return (a->ver > b->ver) - (a->ver < b->ver);
+}
+
+/*
+ * The batch's distinct claims (a busy client's requests share one) into ids/vers;
+ * slot[i] is the claim of batch[i] (unused when it has none). Returns their number.
+ */
+static size_t
+distinct_claims(item **batch, size_t n, claim_ref *refs, const char **ids, int64_t *vers,
+                size_t *slot)
+{
+    size_t i, nref = 0, nu = 0;
+
+    for (i = 0; i < n; i++)
+        if (batch[i]->claim)
+            refs[nref++] = (claim_ref){batch[i]->claim_token, batch[i]->claim_version, i};
+    qsort(refs, nref, sizeof *refs, claim_cmp);
+    for (i = 0; i < nref; i++) {
+        if (nu == 0 || claim_cmp(&refs[i], &refs[i - 1]) != 0) {
+            ids[nu] = refs[i].id;
+            vers[nu++] = refs[i].ver;
+        }
+        slot[refs[i].at] = nu - 1;
+    }
+    return nu;
+}
+
 /*
  * Writes a batch whose cached authentications are checked at commit. Items whose claim
  * no longer holds are moved to stale[] (*nstale) and the rest written without them; the
@@ -508,9 +549,12 @@ overflow_event(long n)
 static sl_code
 write_checked(gw_audit *a, item **batch, size_t *n, item **stale, size_t *nstale, sl_err *err)
 {
-    const char **ids = sl_xcalloc(*n, sizeof *ids);
-    int64_t *vers = sl_xcalloc(*n, sizeof *vers);
-    unsigned char *bad = sl_xcalloc(*n, 1);
+    size_t cap = *n ? *n : 1;
+    claim_ref *refs = sl_xcalloc(cap, sizeof *refs);
+    const char **ids = sl_xcalloc(cap, sizeof *ids);
+    int64_t *vers = sl_xcalloc(cap, sizeof *vers);
+    size_t *slot = sl_xcalloc(cap, sizeof *slot);
+    unsigned char *bad = sl_xcalloc(cap, 1);
     sl_code rc = SL_OK;
     int tries;
 
@@ -519,14 +563,9 @@ write_checked(gw_audit *a, item **batch, size_t *n, item **stale, size_t *nstale
         db_auth_claims cl = {ids, vers, 0};
         size_t i, k, m;
         int any = 0;
-        for (i = 0; i < *n; i++) {
-            if (batch[i]->claim) {
-                ids[cl.n] = batch[i]->claim_token;
-                vers[cl.n++] = batch[i]->claim_version;
-            }
-        }
         if (*n == 0)
             break;
+        cl.n = distinct_claims(batch, *n, refs, ids, vers, slot);
         rc = write_batch(a, batch, *n, &cl, err);
         if (rc != SL_EAUTH)
             break;
@@ -535,11 +574,8 @@ write_checked(gw_audit *a, item **batch, size_t *n, item **stale, size_t *nstale
             break;
         for (k = 0; k < cl.n; k++)
             any |= bad[k];
-        for (i = k = m = 0; i < *n; i++) {
-            int drop = 0;
-            if (batch[i]->claim)
-                drop = !any || bad[k++];
-            if (drop)
+        for (i = m = 0; i < *n; i++) {
+            if (batch[i]->claim && (!any || bad[slot[i]]))
                 stale[(*nstale)++] = batch[i];
             else
                 batch[m++] = batch[i];
@@ -549,8 +585,10 @@ write_checked(gw_audit *a, item **batch, size_t *n, item **stale, size_t *nstale
     }
     if (rc == SL_EAUTH)
         rc = sl_err_set(err, SL_EUNAVAIL, "authentication checks keep failing");
+    free(refs);
     free(ids);
     free(vers);
+    free(slot);
     free(bad);
     return rc;
 }

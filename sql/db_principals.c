@@ -170,8 +170,8 @@ db_principal_update(PGconn *c, int64_t id, const json_t *roles, const json_t *at
     res = query(c,
                 "UPDATE principals SET roles = coalesce($2::jsonb, roles),"
                 " attributes = coalesce($3::jsonb, attributes),"
-                " disabled = coalesce($4::boolean, disabled), updated_at = now(),"
-                " version = version + 1 WHERE id = $1",
+                " disabled = coalesce($4::boolean, disabled), updated_at = now()"
+                " WHERE id = $1", /* the version moves on by trigger */
                 4, params, NULL, NULL, PGRES_COMMAND_OK, err);
     free(r);
     free(a);

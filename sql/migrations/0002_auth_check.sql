@@ -9,6 +9,17 @@
 
 ALTER TABLE principals ADD COLUMN version bigint NOT NULL DEFAULT 1 CHECK (version > 0);
 
+-- Every change to a principal moves its version on, whoever makes it (a gateway, or an
+-- operator with SQL), so no cached copy of the old one is believed.
+CREATE FUNCTION principals_next_version() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.version := OLD.version + 1;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER principals_version BEFORE UPDATE ON principals
+    FOR EACH ROW EXECUTE FUNCTION principals_next_version();
+
 -- The ordinals (1-based) of the (token, principal version) pairs that no longer hold:
 -- unknown or revoked token, expired, principal disabled or changed since. The audit
 -- writer's INSERT appends a batch only when this is empty (it is inlined there).
