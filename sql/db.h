@@ -169,7 +169,8 @@ typedef struct {
 sl_code db_audit_append(PGconn *c, const db_audit_row *rows, size_t n, const db_checkpoint *cp,
                         int64_t expect_seq, const unsigned char *expect_hash,
                         const db_auth_claims *claims, int *stale, sl_err *err) SL_WUR;
-/* Marks in stale[] (n entries, 1 = no longer holds) the claims that no longer hold. */
+/* Marks in stale[] (n entries, 1 = no longer holds) the claims that no longer hold; on a
+ * connection db_audit_prepare prepared. */
 sl_code db_auth_stale(PGconn *c, const db_auth_claims *claims, unsigned char *stale,
                       sl_err *err) SL_WUR;
 

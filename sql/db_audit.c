@@ -91,8 +91,7 @@ db_audit_prepare(PGconn *c, sl_err *err)
         const char *name, *sql;
     } ps[] = {
         {"sl_audit_lock", "SELECT pg_advisory_xact_lock(1936482677)"},
-        {"sl_audit_stale",
-         "SELECT o FROM sluice_auth_stale($1::text[], $2::bigint[]) AS o LIMIT 1"},
+        {"sl_audit_stale", "SELECT o FROM sluice_auth_stale($1::text[], $2::bigint[]) AS o"},
         {"sl_audit_tip", "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"},
         {"sl_audit_head",
          "SELECT h.seq, encode(h.hash, 'hex'), c.seq, c.hash, c.ts, c.key_id, c.signature"
@@ -256,58 +255,25 @@ claims_text(const db_auth_claims *cl, sl_buf *ids, sl_buf *vers)
     return rc;
 }
 
-/* 1 when some claim no longer holds, 0 when all do, -1 on failure (err set). */
-static int
-claims_stale(PGconn *c, const db_auth_claims *claims, sl_err *err)
-{
-    sl_buf ids, vers;
-    const char *params[2];
-    PGresult *r;
-    int bad;
-
-    sl_buf_init(&ids, (size_t)1 << 20);
-    sl_buf_init(&vers, (size_t)1 << 20);
-    if (claims_text(claims, &ids, &vers) != SL_OK) {
-        sl_buf_free(&ids);
-        sl_buf_free(&vers);
-        sl_err_set(err, SL_EINTERNAL, "bad authentication claims");
-        return -1;
-    }
-    params[0] = ids.data;
-    params[1] = vers.data;
-    r = PQexecPrepared(c, "sl_audit_stale", 2, params, NULL, NULL, 0);
-    sl_buf_free(&ids);
-    sl_buf_free(&vers);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        pgfail(err, c, r, "authentication check");
-        return -1;
-    }
-    bad = PQntuples(r) > 0;
-    PQclear(r);
-    return bad;
-}
-
 sl_code
 db_auth_stale(PGconn *c, const db_auth_claims *claims, unsigned char *stale, sl_err *err)
 {
     sl_buf ids, vers;
     const char *params[2];
     PGresult *r;
-    sl_code rc;
     int i;
 
     memset(stale, 0, claims->n);
     sl_buf_init(&ids, (size_t)1 << 20);
     sl_buf_init(&vers, (size_t)1 << 20);
-    if ((rc = claims_text(claims, &ids, &vers)) != SL_OK) {
+    if (claims_text(claims, &ids, &vers) != SL_OK) {
         sl_buf_free(&ids);
         sl_buf_free(&vers);
         return sl_err_set(err, SL_EINTERNAL, "bad authentication claims");
     }
     params[0] = ids.data;
     params[1] = vers.data;
-    r = PQexecParams(c, "SELECT o FROM sluice_auth_stale($1::text[], $2::bigint[]) AS o", 2, NULL,
-                     params, NULL, NULL, 0);
+    r = PQexecPrepared(c, "sl_audit_stale", 2, params, NULL, NULL, 0);
     sl_buf_free(&ids);
     sl_buf_free(&vers);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
@@ -319,6 +285,24 @@ db_auth_stale(PGconn *c, const db_auth_claims *claims, unsigned char *stale, sl_
     }
     PQclear(r);
     return SL_OK;
+}
+
+/* 1 when some claim no longer holds, 0 when all do, -1 on failure (err set). */
+static int
+claims_stale(PGconn *c, const db_auth_claims *claims, sl_err *err)
+{
+    unsigned char *bad = sl_xcalloc(claims->n ? claims->n : 1, 1);
+    int any = 0;
+    size_t i;
+
+    if (db_auth_stale(c, claims, bad, err) != SL_OK) {
+        free(bad);
+        return -1;
+    }
+    for (i = 0; i < claims->n; i++)
+        any |= bad[i];
+    free(bad);
+    return any;
 }
 
 static sl_code
