@@ -35,7 +35,8 @@
 /* List pages. */
 #define SL_LIST_DEFAULT 100
 #define SL_LIST_MAX     1000
-/* Concurrent connections (each gets a thread); the OS and memory bound it. */
+/* Concurrent connections (event-loop threads serve them; each holds its buffers and a
+ * descriptor); memory and the descriptor limit bound it. */
 #define SL_DEFAULT_MAX_CONNECTIONS 512
 /* Idle seconds before a connection is closed (slow clients, slowloris). */
 #define SL_DEFAULT_CONN_TIMEOUT_S 30
