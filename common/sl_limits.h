@@ -66,4 +66,15 @@
 /* Signing key file, master key file sizes. */
 #define SL_MASTER_KEY_BYTES 32
 
+/* CSV uploads (store/st_csv.c). Columns per dataset: wide enough for feature tables,
+ * small enough that a row's bookkeeping stays trivial. A field and a record (a row, its
+ * quoted newlines included) are held whole while parsed: 1 MiB and 16 MiB bound the
+ * parser's memory per upload whatever the file. */
+#define SL_MAX_CSV_COLUMNS 4096
+#define SL_MAX_CSV_FIELD   (1024 * 1024)
+#define SL_MAX_CSV_RECORD  (16 * 1024 * 1024)
+/* A number's text (int64, float64): longer is not a number we accept (a float64 needs at
+ * most 17 significant digits; 767 covers the longest exact decimal of a subnormal). */
+#define SL_MAX_NUMBER_TEXT 800
+
 #endif

@@ -1,0 +1,97 @@
+/*
+ * store/st.h: dataset versions. So far: the streaming CSV parser uploads go through, and
+ * the typed values of a column (parsing, inference, exact formatting). Row groups,
+ * sealing, erasure coding and reads follow (issue "Encrypted, erasure-coded dataset
+ * store").
+ */
+#ifndef ST_H
+#define ST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sl.h"
+
+/* ---- the CSV parser (st_csv.c) ---- */
+
+/*
+ * One field of a record. `p` is not NUL-terminated and stays valid only during the
+ * callback. An unquoted empty field is a null (`null` set); a quoted empty one ("") is
+ * an empty string. Every field is valid UTF-8 without NUL bytes.
+ */
+typedef struct {
+    const char *p;
+    size_t n;
+    int null;
+} st_field;
+
+/*
+ * Called once per record, the header first (rec 0). `line` is the physical line the
+ * record starts on (1-based; quoted newlines count). Returning anything but SL_OK stops
+ * the parser with that code; the callback fills err.
+ */
+typedef sl_code (*st_record_fn)(void *ctx, uint64_t rec, uint64_t line, const st_field *f, size_t n,
+                                sl_err *err);
+
+typedef struct st_csv st_csv;
+
+/*
+ * A parser for RFC 4180 text fed in pieces of any size: fields separated by commas,
+ * records by CRLF or LF, double quotes around fields that hold commas, quotes (doubled)
+ * or line breaks. A UTF-8 byte-order mark at the very start is skipped. Refused, with
+ * SL_EINVALID and a message naming the line and column but never the data: a record
+ * whose field count differs from the header's, a quote inside an unquoted field, text
+ * after a closing quote, a carriage return not followed by a line feed, invalid UTF-8, a
+ * NUL byte, an empty line, an unterminated quote, a header with an empty or repeated
+ * name. Over SL_MAX_CSV_COLUMNS columns, SL_MAX_CSV_FIELD bytes in a field or
+ * SL_MAX_CSV_RECORD in a record: SL_ETOOLARGE. Memory is bounded by those limits.
+ * Not thread-safe; one parser per upload.
+ */
+st_csv *st_csv_new(st_record_fn fn, void *ctx);
+void st_csv_free(st_csv *p);
+/* Parses the next piece; calls fn for each record completed. After an error the parser
+ * refuses everything (the same code). */
+sl_code st_csv_feed(st_csv *p, const char *data, size_t n, sl_err *err) SL_WUR;
+/* The end of the input: completes a last record without a line break; refuses an
+ * unterminated quote and an input without a header. */
+sl_code st_csv_finish(st_csv *p, sl_err *err) SL_WUR;
+/* Data records parsed so far (the header not counted). */
+uint64_t st_csv_records(const st_csv *p);
+
+/* ---- typed values (st_value.c) ---- */
+
+typedef enum { ST_FLOAT64, ST_INT64, ST_BOOL, ST_STRING } st_type;
+
+/* "float64", "int64", "bool", "string"; st_type_parse gives SL_EINVALID for others. */
+const char *st_type_name(st_type t);
+sl_code st_type_parse(const char *name, st_type *out) SL_WUR;
+
+/*
+ * Strict parsers of a field's text; SL_EINVALID when it is not one (no spaces, no
+ * leading '+' for integers, no hex, no "nan" or "inf": only finite numbers).
+ * int64: [-]digits within range. float64: [+-]digits[.digits][(e|E)[+-]digits] (or
+ * .digits), correctly rounded (round-trip exact for any double printed in full); a value
+ * beyond the largest double is refused. bool: true/false in any letter case.
+ */
+sl_code st_parse_int64(const char *p, size_t n, int64_t *out) SL_WUR;
+sl_code st_parse_float64(const char *p, size_t n, double *out) SL_WUR;
+sl_code st_parse_bool(const char *p, size_t n, int *out) SL_WUR;
+
+/* The shortest text that reads back to the same double (at most 24 bytes, NUL-terminated;
+ * -0 prints as "-0"). Returns its length. */
+#define ST_FLOAT_TEXT 32
+size_t st_format_float64(double v, char out[ST_FLOAT_TEXT]);
+
+/*
+ * Type inference over a column's values: each value seen narrows what the column can be
+ * (int64 → float64 → string; bool → string). Nulls do not count; a column of nulls only
+ * is a string column.
+ */
+typedef struct {
+    int can_int, can_float, can_bool, seen;
+} st_infer;
+void st_infer_init(st_infer *s);
+void st_infer_add(st_infer *s, const char *p, size_t n);
+st_type st_infer_type(const st_infer *s);
+
+#endif

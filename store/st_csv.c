@@ -1,0 +1,334 @@
+/*
+ * store/st_csv.c: a streaming RFC 4180 parser. Bytes arrive in pieces of any size; a
+ * record is unescaped into one bounded buffer and handed to the caller whole, so memory
+ * is at most a record whatever the file. Plain runs of bytes are copied in bulk; only
+ * the four special bytes (comma, quote, CR, LF) go through the state machine.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "st.h"
+
+enum state {
+    FIELD_START, /* nothing of the field yet */
+    UNQUOTED,    /* inside an unquoted field */
+    QUOTED,      /* inside quotes */
+    QUOTE_SEEN,  /* a quote inside quotes: a doubled one or the closing one */
+    CR_SEEN,     /* a CR outside quotes: only LF may follow */
+};
+
+typedef struct {
+    size_t off, len;
+    int null;
+} span;
+
+struct st_csv {
+    st_record_fn fn;
+    void *ctx;
+    enum state state;
+    sl_buf rec;     /* the record's unescaped bytes */
+    span *fields;   /* SL_MAX_CSV_COLUMNS + 1 */
+    st_field *view; /* what the callback sees */
+    size_t nfields, field_start, ncols;
+    uint64_t line, rec_line, quote_line, nrec;
+    int field_quoted; /* the current field began with a quote */
+    int bom_checked;
+    size_t bom_seen; /* bytes of a possible BOM held back */
+    sl_code failed;
+};
+
+st_csv *
+st_csv_new(st_record_fn fn, void *ctx)
+{
+    st_csv *p = sl_xcalloc(1, sizeof *p);
+
+    p->fn = fn;
+    p->ctx = ctx;
+    p->state = FIELD_START;
+    sl_buf_init(&p->rec, SL_MAX_CSV_RECORD);
+    p->fields = sl_xcalloc(SL_MAX_CSV_COLUMNS + 1, sizeof *p->fields);
+    p->view = sl_xcalloc(SL_MAX_CSV_COLUMNS + 1, sizeof *p->view);
+    p->line = p->rec_line = 1;
+    return p;
+}
+
+void
+st_csv_free(st_csv *p)
+{
+    if (p == NULL)
+        return;
+    sl_buf_free(&p->rec);
+    free(p->fields);
+    free(p->view);
+    free(p);
+}
+
+uint64_t
+st_csv_records(const st_csv *p)
+{
+    return p->nrec > 0 ? p->nrec - 1 : 0;
+}
+
+/* Refuses the upload at (line, column), 1-based; the message never holds data. */
+static sl_code
+fail_at(st_csv *p, sl_err *err, sl_code code, uint64_t line, size_t column, const char *what)
+{
+    sl_err_set(err, code, "line %llu, column %zu: %s", (unsigned long long)line, column, what);
+    p->failed = code;
+    return code;
+}
+
+/* ... at the field being parsed. */
+static sl_code
+fail(st_csv *p, sl_err *err, sl_code code, uint64_t line, const char *what)
+{
+    return fail_at(p, err, code, line, p->nfields + 1, what);
+}
+
+static sl_code
+append(st_csv *p, const char *s, size_t n, sl_err *err)
+{
+    if (p->rec.len - p->field_start + n > SL_MAX_CSV_FIELD)
+        return fail(p, err, SL_ETOOLARGE, p->line, "field longer than the limit");
+    if (sl_buf_append(&p->rec, s, n) != SL_OK)
+        return fail(p, err, SL_ETOOLARGE, p->rec_line, "record longer than the limit");
+    return SL_OK;
+}
+
+/* Ends the current field: checks it and records where it lies. */
+static sl_code
+end_field(st_csv *p, sl_err *err)
+{
+    size_t len = p->rec.len - p->field_start;
+    const char *s = len > 0 ? p->rec.data + p->field_start : "";
+
+    if (p->nfields >= SL_MAX_CSV_COLUMNS)
+        return fail(p, err, SL_ETOOLARGE, p->line, "more columns than the limit");
+    if (len > 0 && memchr(s, '\0', len) != NULL)
+        return fail(p, err, SL_EINVALID, p->line, "NUL byte in a field");
+    if (!sl_utf8_valid(s, len))
+        return fail(p, err, SL_EINVALID, p->line, "not valid UTF-8");
+    p->fields[p->nfields].off = p->field_start;
+    p->fields[p->nfields].len = len;
+    p->fields[p->nfields].null = len == 0 && !p->field_quoted;
+    p->nfields++;
+    p->field_start = p->rec.len;
+    p->field_quoted = 0;
+    p->state = FIELD_START;
+    return SL_OK;
+}
+
+static sl_code
+check_header(st_csv *p, sl_err *err)
+{
+    size_t i, j;
+
+    for (i = 0; i < p->nfields; i++) {
+        if (p->view[i].n == 0)
+            return fail_at(p, err, SL_EINVALID, p->rec_line, i + 1,
+                           "empty column name in the header");
+        for (j = 0; j < i; j++)
+            if (p->view[j].n == p->view[i].n &&
+                memcmp(p->view[j].p, p->view[i].p, p->view[i].n) == 0)
+                return fail_at(p, err, SL_EINVALID, p->rec_line, i + 1,
+                               "column name repeated in the header");
+    }
+    return SL_OK;
+}
+
+/* Ends the record (at a line break when newline): hands it over and starts the next. */
+static sl_code
+end_record(st_csv *p, int newline, sl_err *err)
+{
+    sl_code rc;
+    size_t i;
+
+    if ((rc = end_field(p, err)) != SL_OK)
+        return rc;
+    if (p->nfields == 1 && p->fields[0].null && (p->nrec == 0 || p->ncols > 1))
+        return fail_at(p, err, SL_EINVALID, p->rec_line, 1, "empty line");
+    if (p->nrec > 0 && p->nfields != p->ncols) {
+        char what[96];
+        snprintf(what, sizeof what, "%zu fields where the header has %zu", p->nfields, p->ncols);
+        /* the first column missing, or the first one too many */
+        return fail_at(p, err, SL_EINVALID, p->rec_line,
+                       p->nfields < p->ncols ? p->nfields + 1 : p->ncols + 1, what);
+    }
+    for (i = 0; i < p->nfields; i++) {
+        p->view[i].p = p->fields[i].len > 0 ? p->rec.data + p->fields[i].off : "";
+        p->view[i].n = p->fields[i].len;
+        p->view[i].null = p->fields[i].null;
+    }
+    if (p->nrec == 0) {
+        if ((rc = check_header(p, err)) != SL_OK)
+            return rc;
+        p->ncols = p->nfields;
+    }
+    sl_err_clear(err);
+    rc = p->fn(p->ctx, p->nrec, p->rec_line, p->view, p->nfields, err);
+    if (rc != SL_OK) {
+        p->failed = rc;
+        return rc;
+    }
+    p->nrec++;
+    p->nfields = 0;
+    p->rec.len = 0;
+    if (p->rec.data != NULL)
+        p->rec.data[0] = '\0';
+    p->field_start = 0;
+    if (newline)
+        p->line++;
+    p->rec_line = p->line;
+    return SL_OK;
+}
+
+/* A byte that is not , " CR or LF: the run of such bytes can be copied at once. */
+static int
+plain(unsigned char c)
+{
+    return c != ',' && c != '"' && c != '\r' && c != '\n';
+}
+
+sl_code
+st_csv_feed(st_csv *p, const char *data, size_t n, sl_err *err)
+{
+    static const unsigned char bom[3] = {0xef, 0xbb, 0xbf};
+    size_t i = 0;
+    sl_code rc;
+
+    if (p->failed != SL_OK)
+        return sl_err_set(err, p->failed, "the upload was already refused");
+    /* a byte-order mark, possibly split across pieces, only at the very start */
+    while (!p->bom_checked && i < n) {
+        if ((unsigned char)data[i] != bom[p->bom_seen]) {
+            p->bom_checked = 1;
+            if (p->bom_seen > 0 &&
+                (rc = st_csv_feed(p, (const char *)bom, p->bom_seen, err)) != SL_OK)
+                return rc;
+            break;
+        }
+        p->bom_seen++;
+        i++;
+        if (p->bom_seen == sizeof bom)
+            p->bom_checked = 1;
+    }
+    while (i < n) {
+        unsigned char c = (unsigned char)data[i];
+        switch (p->state) {
+        case FIELD_START:
+            if (c == '"') {
+                p->state = QUOTED;
+                p->field_quoted = 1;
+                p->quote_line = p->line;
+                i++;
+                continue;
+            }
+            p->state = UNQUOTED;
+            /* fall through */
+        case UNQUOTED:
+            if (plain(c)) {
+                size_t j = i;
+                while (j < n && plain((unsigned char)data[j]))
+                    j++;
+                if ((rc = append(p, data + i, j - i, err)) != SL_OK)
+                    return rc;
+                i = j;
+                continue;
+            }
+            if (c == ',') {
+                rc = end_field(p, err);
+            } else if (c == '\n') {
+                rc = end_record(p, 1, err);
+            } else if (c == '\r') {
+                p->state = CR_SEEN;
+                rc = SL_OK;
+            } else {
+                rc = fail(p, err, SL_EINVALID, p->line, "quote inside an unquoted field");
+            }
+            if (rc != SL_OK)
+                return rc;
+            i++;
+            continue;
+        case QUOTED: {
+            size_t j = i;
+            while (j < n && data[j] != '"') {
+                if (data[j] == '\n')
+                    p->line++;
+                j++;
+            }
+            if ((rc = append(p, data + i, j - i, err)) != SL_OK)
+                return rc;
+            i = j;
+            if (i < n) {
+                p->state = QUOTE_SEEN;
+                i++;
+            }
+            continue;
+        }
+        case QUOTE_SEEN:
+            if (c == '"') {
+                if ((rc = append(p, "\"", 1, err)) != SL_OK)
+                    return rc;
+                p->state = QUOTED;
+            } else if (c == ',') {
+                if ((rc = end_field(p, err)) != SL_OK)
+                    return rc;
+            } else if (c == '\n') {
+                if ((rc = end_record(p, 1, err)) != SL_OK)
+                    return rc;
+            } else if (c == '\r') {
+                p->state = CR_SEEN;
+            } else {
+                return fail(p, err, SL_EINVALID, p->line, "text after a closing quote");
+            }
+            i++;
+            continue;
+        case CR_SEEN:
+            if (c != '\n')
+                return fail(p, err, SL_EINVALID, p->line,
+                            "carriage return not followed by a line feed");
+            if ((rc = end_record(p, 1, err)) != SL_OK)
+                return rc;
+            i++;
+            continue;
+        }
+    }
+    return SL_OK;
+}
+
+sl_code
+st_csv_finish(st_csv *p, sl_err *err)
+{
+    static const unsigned char bom[3] = {0xef, 0xbb, 0xbf};
+    sl_code rc;
+
+    if (p->failed != SL_OK)
+        return sl_err_set(err, p->failed, "the upload was already refused");
+    if (!p->bom_checked && p->bom_seen > 0) {
+        /* fewer bytes than a BOM, all of them its beginning: they are data */
+        p->bom_checked = 1;
+        if ((rc = st_csv_feed(p, (const char *)bom, p->bom_seen, err)) != SL_OK)
+            return rc;
+    }
+    switch (p->state) {
+    case QUOTED:
+        return fail(p, err, SL_EINVALID, p->quote_line, "quote opened here is never closed");
+    case CR_SEEN:
+        return fail(p, err, SL_EINVALID, p->line, "carriage return not followed by a line feed");
+    case FIELD_START:
+        if (p->nfields == 0 && p->rec.len == 0)
+            break; /* the input ended with a line break (or was empty) */
+        /* fall through: a last record without its line break */
+    case UNQUOTED:
+    case QUOTE_SEEN:
+        if ((rc = end_record(p, 0, err)) != SL_OK)
+            return rc;
+        break;
+    }
+    if (p->nrec == 0) {
+        p->failed = SL_EINVALID;
+        return sl_err_set(err, SL_EINVALID, "the upload has no header row");
+    }
+    return SL_OK;
+}
