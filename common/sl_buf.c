@@ -71,6 +71,18 @@ sl_buf_append(sl_buf *b, const void *p, size_t n)
 }
 
 sl_code
+sl_buf_extend(sl_buf *b, size_t n, unsigned char **at)
+{
+    if (reserve(b, n) != SL_OK)
+        return SL_ETOOLARGE;
+    *at = (unsigned char *)b->data + b->len;
+    memset(*at, 0, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return SL_OK;
+}
+
+sl_code
 sl_buf_puts(sl_buf *b, const char *s)
 {
     return sl_buf_append(b, s, strlen(s));

@@ -76,5 +76,11 @@
 /* A number's text (int64, float64): longer is not a number we accept (a float64 needs at
  * most 17 significant digits; 767 covers the longest exact decimal of a subnormal). */
 #define SL_MAX_NUMBER_TEXT 800
+/* Rows per row group: a group is encoded, compressed and sealed whole and read back one
+ * at a time, so this with the column count bounds the memory of an upload and a read;
+ * 64 Ki rows of a 20-column float table is 10 MiB. */
+#define SL_ROWS_PER_GROUP (64 * 1024)
+/* A column chunk's encoded size (a string column of long fields can be large). */
+#define SL_MAX_CHUNK_BYTES (256 * 1024 * 1024)
 
 #endif

@@ -91,6 +91,23 @@ sl_code cry_unwrap(const cry_key *kek, const char *aad, const unsigned char *in,
                    cry_key **out) SL_WUR;
 
 /*
+ * Sealing of dataset chunks: AES-256-GCM (OpenSSL; AES-NI where the CPU has it) under a
+ * version's 32-byte data key, with a random 96-bit nonce per chunk (a key seals at most
+ * a version's chunks, far below the 2^32 that random nonces allow). out = nonce ||
+ * ciphertext || tag, n + CRY_SEAL_OVERHEAD bytes. The AAD binds the chunk to its place
+ * (dataset, version, row group, column, key version): a chunk moved, swapped or replayed
+ * elsewhere fails to open. Open writes n - CRY_SEAL_OVERHEAD bytes, or fails with
+ * SL_EINVALID (wrong key, place or any changed byte) and leaves out zeroed. Thread-safe.
+ */
+#define CRY_SEAL_NONCE    12
+#define CRY_SEAL_TAG      16
+#define CRY_SEAL_OVERHEAD (CRY_SEAL_NONCE + CRY_SEAL_TAG)
+sl_code cry_seal(const cry_key *key, const void *aad, size_t aad_len, const unsigned char *plain,
+                 size_t n, unsigned char *out) SL_WUR;
+sl_code cry_open(const cry_key *key, const void *aad, size_t aad_len, const unsigned char *in,
+                 size_t n, unsigned char *out) SL_WUR;
+
+/*
  * RFC 8785 canonical JSON of v appended to out. Accepted values: objects (keys sorted
  * by UTF-16 code units), arrays, strings (valid UTF-8), integers of magnitude below
  * 2^53, true, false, null. Reals and anything else: SL_EINVALID, out unchanged.

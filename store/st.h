@@ -94,4 +94,59 @@ void st_infer_init(st_infer *s);
 void st_infer_add(st_infer *s, const char *p, size_t n);
 st_type st_infer_type(const st_infer *s);
 
+/* ---- column chunks (st_column.c) ---- */
+
+/*
+ * One column of a row group, in memory. Values of null rows are zero (0, 0.0, false, "").
+ * bool values are one byte each (0 or 1) in memory, bits when encoded.
+ */
+typedef struct {
+    st_type type;
+    uint32_t rows;
+    uint8_t *nulls; /* rows bytes, 1 = null */
+    int64_t *i64;   /* ST_INT64 */
+    double *f64;    /* ST_FLOAT64 */
+    uint8_t *b;     /* ST_BOOL */
+    uint32_t *off;  /* ST_STRING: rows + 1 offsets into str */
+    char *str;      /* ST_STRING: the bytes, off[rows] of them */
+    size_t cap, str_cap;
+    size_t bytes_max; /* the limit on str (SL_MAX_CHUNK_BYTES) */
+} st_column;
+
+void st_column_init(st_column *c, st_type type);
+void st_column_clear(st_column *c); /* frees; the column can be reused after init */
+void st_column_reset(st_column *c); /* keeps the memory, drops the rows */
+/*
+ * Appends a field, parsed as the column's type. SL_EINVALID (message without the value)
+ * when it does not fit; SL_ETOOLARGE past SL_ROWS_PER_GROUP rows or the byte limit.
+ */
+sl_code st_column_add(st_column *c, const st_field *f, sl_err *err) SL_WUR;
+
+/*
+ * The encoded form of a chunk, before compression and sealing (little-endian):
+ *   "SLC1", type u8, 3 zero bytes, rows u32, null count u32,
+ *   null bitmap (ceil(rows/8) bytes, bit set = null) when null count > 0,
+ *   values: int64/float64 rows x 8 bytes; bool a bitmap; string rows + 1 u32 offsets
+ *   then the bytes.
+ * Encoding appends to out (bounded by its max). Decoding treats the bytes as hostile:
+ * everything must agree exactly (sizes, counts, offsets in order, unused bits zero,
+ * strings valid UTF-8) or SL_EINVALID; out is initialised and filled on SL_OK only.
+ */
+sl_code st_column_encode(const st_column *c, sl_buf *out) SL_WUR;
+sl_code st_column_decode(const unsigned char *p, size_t n, st_column *out) SL_WUR;
+
+/* ---- compression (st_codec.c) ---- */
+
+/*
+ * A chunk's form before sealing: codec (1 byte: 0 stored, 1 raw deflate), the raw length
+ * (4 bytes little-endian), then the payload. st_pack compresses with ISA-L igzip (level
+ * 1) and keeps the result only when it saves at least an eighth: random float digits
+ * compress about 2:1, bytes of float64 bits hardly at all, so each chunk decides for
+ * itself. st_unpack takes back exactly what was packed: the stated length, all input
+ * consumed, at most max raw bytes; SL_EINVALID otherwise. Both append to out.
+ */
+#define ST_PACK_HEAD 5
+sl_code st_pack(const unsigned char *raw, size_t n, sl_buf *out, int *compressed) SL_WUR;
+sl_code st_unpack(const unsigned char *p, size_t n, size_t max, sl_buf *out) SL_WUR;
+
 #endif

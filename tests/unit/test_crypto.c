@@ -1465,6 +1465,60 @@ verify_fail_and_empty(void **state)
     verdict(v, 0, 1);
 }
 
+/* AES-256-GCM: the GCM specification's test case 16 (also checked with Python's
+ * cryptography), then round trips and every kind of tampering. */
+static void
+seal_kat_and_tamper(void **state)
+{
+    static const char kh[] = "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308";
+    static const char ph[] = "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+                             "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39";
+    static const char ah[] = "feedfacedeadbeeffeedfacedeadbeefabaddad2";
+    static const char sealed_h[] =
+        "cafebabefacedbaddecaf888"
+        "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+        "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662"
+        "76fc6ece0f4e1768cddf8853bb2d551b";
+    unsigned char k[32], p[60], a[20], sealed[60 + CRY_SEAL_OVERHEAD], out[60], again[88];
+    unsigned char zero[60] = {0};
+    cry_key *key, *other;
+    size_t i;
+
+    (void)state;
+    assert_int_equal(cry_unhex(kh, 64, k, 32), SL_OK);
+    assert_int_equal(cry_unhex(ph, 120, p, 60), SL_OK);
+    assert_int_equal(cry_unhex(ah, 40, a, 20), SL_OK);
+    assert_int_equal(cry_unhex(sealed_h, sizeof sealed_h - 1, sealed, sizeof sealed), SL_OK);
+    key = cry_key_dup(k, 32);
+    assert_int_equal(cry_open(key, a, sizeof a, sealed, sizeof sealed, out), SL_OK);
+    assert_memory_equal(out, p, sizeof p);
+    /* our own seal opens, and two seals of the same text differ (fresh nonces) */
+    assert_int_equal(cry_seal(key, a, sizeof a, p, sizeof p, again), SL_OK);
+    assert_memory_not_equal(again, sealed, sizeof again);
+    assert_int_equal(cry_open(key, a, sizeof a, again, sizeof again, out), SL_OK);
+    assert_memory_equal(out, p, sizeof p);
+    /* another place (AAD), another key, any byte changed, a cut: refused, nothing left */
+    a[0] ^= 1;
+    assert_int_equal(cry_open(key, a, sizeof a, sealed, sizeof sealed, out), SL_EINVALID);
+    assert_memory_equal(out, zero, sizeof out);
+    a[0] ^= 1;
+    other = cry_key_random(32);
+    assert_int_equal(cry_open(other, a, sizeof a, sealed, sizeof sealed, out), SL_EINVALID);
+    for (i = 0; i < sizeof sealed; i++) {
+        sealed[i] ^= 0x20;
+        assert_int_equal(cry_open(key, a, sizeof a, sealed, sizeof sealed, out), SL_EINVALID);
+        assert_memory_equal(out, zero, sizeof out);
+        sealed[i] ^= 0x20;
+    }
+    assert_int_equal(cry_open(key, a, sizeof a, sealed, sizeof sealed - 1, out), SL_EINVALID);
+    assert_int_equal(cry_open(key, a, sizeof a, sealed, CRY_SEAL_OVERHEAD - 1, out), SL_EINVALID);
+    /* empty text, no AAD */
+    assert_int_equal(cry_seal(key, NULL, 0, p, 0, again), SL_OK);
+    assert_int_equal(cry_open(key, NULL, 0, again, CRY_SEAL_OVERHEAD, out), SL_OK);
+    cry_key_free(key);
+    cry_key_free(other);
+}
+
 int
 main(void)
 {
@@ -1493,6 +1547,7 @@ main(void)
         cmocka_unit_test(hex_helpers),
         cmocka_unit_test(base64_helpers),
         cmocka_unit_test(checkpoint_kat),
+        cmocka_unit_test(seal_kat_and_tamper),
 #define T(f) cmocka_unit_test_setup_teardown(f, trail_setup, trail_teardown)
         T(verify_good_trail),
         T(verify_good_trail_many_checkpoints),

@@ -335,6 +335,234 @@ inference(void **state)
     (void)isfinite(1.0);
 }
 
+/* ---- column chunks ---- */
+
+static st_field
+fld(const char *s)
+{
+    st_field f = {s ? s : "", s ? strlen(s) : 0, s == NULL};
+    return f;
+}
+
+static void
+fill(st_column *c, st_type t, const char *const *vals, size_t n)
+{
+    size_t i;
+    sl_err err;
+
+    st_column_init(c, t);
+    for (i = 0; i < n; i++) {
+        st_field f = fld(vals[i]);
+        assert_int_equal(st_column_add(c, &f, &err), SL_OK);
+    }
+}
+
+/* encode, decode, and compare every row; returns the encoding (caller frees) */
+static void
+round_trip(st_column *c, sl_buf *enc)
+{
+    st_column d;
+    uint32_t r;
+
+    sl_buf_init(enc, SL_MAX_CHUNK_BYTES);
+    assert_int_equal(st_column_encode(c, enc), SL_OK);
+    assert_int_equal(st_column_decode((const unsigned char *)enc->data, enc->len, &d), SL_OK);
+    assert_int_equal(d.type, c->type);
+    assert_int_equal(d.rows, c->rows);
+    for (r = 0; r < c->rows; r++) {
+        assert_int_equal(d.nulls[r], c->nulls[r]);
+        switch (c->type) {
+        case ST_INT64:
+            assert_true(d.i64[r] == c->i64[r]);
+            break;
+        case ST_FLOAT64:
+            assert_memory_equal(&d.f64[r], &c->f64[r], 8);
+            break;
+        case ST_BOOL:
+            assert_int_equal(d.b[r], c->b[r]);
+            break;
+        case ST_STRING:
+            assert_int_equal(d.off[r + 1] - d.off[r], c->off[r + 1] - c->off[r]);
+            assert_memory_equal(d.str + d.off[r], c->str + c->off[r], d.off[r + 1] - d.off[r]);
+            break;
+        }
+    }
+    st_column_clear(&d);
+}
+
+static void
+columns_round_trip(void **state)
+{
+    static const char *const ints[] = {
+        "0", NULL, "-9223372036854775808", "9223372036854775807", "42", NULL, NULL, "7", "8"};
+    static const char *const floats[] = {
+        "0.1", "-0", NULL, "5e-324", "1.7976931348623157e308", "-2.2250738585072014e-308"};
+    static const char *const bools[] = {"true", "false", NULL,    "TRUE", "False",
+                                        "true", "true",  "false", "true"};
+    static const char *const strings[] = {
+        "plain", "", NULL, "comma, and \"quote\"", "line\nbreak", "Jos\xc3\xa9 \xe6\x9d\xb1"};
+    st_column c;
+    sl_buf enc;
+
+    (void)state;
+    fill(&c, ST_INT64, ints, 9);
+    round_trip(&c, &enc);
+    sl_buf_free(&enc);
+    st_column_clear(&c);
+    fill(&c, ST_FLOAT64, floats, 6);
+    assert_true(signbit(c.f64[1]));
+    round_trip(&c, &enc);
+    sl_buf_free(&enc);
+    st_column_clear(&c);
+    fill(&c, ST_BOOL, bools, 9);
+    round_trip(&c, &enc);
+    sl_buf_free(&enc);
+    st_column_clear(&c);
+    fill(&c, ST_STRING, strings, 6);
+    assert_int_equal(c.nulls[1], 0); /* "" is a value */
+    assert_int_equal(c.nulls[2], 1);
+    round_trip(&c, &enc);
+    sl_buf_free(&enc);
+    st_column_clear(&c);
+    fill(&c, ST_STRING, NULL, 0); /* no rows */
+    round_trip(&c, &enc);
+    sl_buf_free(&enc);
+    st_column_clear(&c);
+}
+
+static void
+columns_refuse_values_of_another_type(void **state)
+{
+    st_column c;
+    st_field f = fld("3.5");
+    sl_err err;
+
+    (void)state;
+    st_column_init(&c, ST_INT64);
+    assert_int_equal(st_column_add(&c, &f, &err), SL_EINVALID);
+    assert_string_equal(err.msg, "not an int64");
+    assert_int_equal(c.rows, 0);
+    st_column_clear(&c);
+    st_column_init(&c, ST_FLOAT64);
+    f = fld("1e999");
+    assert_int_equal(st_column_add(&c, &f, &err), SL_EINVALID);
+    st_column_clear(&c);
+    st_column_init(&c, ST_BOOL);
+    f = fld("1");
+    assert_int_equal(st_column_add(&c, &f, &err), SL_EINVALID);
+    st_column_clear(&c);
+}
+
+static void
+chunk_decoder_is_strict(void **state)
+{
+    static const char *const strings[] = {"ab", NULL, "cde"};
+    static const char *const floats[] = {"1.5", NULL, "2"};
+    st_column c, d;
+    sl_buf enc;
+    unsigned char *b;
+    size_t i;
+
+    (void)state;
+    fill(&c, ST_STRING, strings, 3);
+    sl_buf_init(&enc, SL_MAX_CHUNK_BYTES);
+    assert_int_equal(st_column_encode(&c, &enc), SL_OK);
+    b = (unsigned char *)enc.data;
+    /* every truncation and one byte too many */
+    for (i = 0; i < enc.len; i++)
+        assert_int_equal(st_column_decode(b, i, &d), SL_EINVALID);
+    assert_int_equal(sl_buf_append(&enc, "x", 1), SL_OK);
+    b = (unsigned char *)enc.data;
+    assert_int_equal(st_column_decode(b, enc.len, &d), SL_EINVALID);
+    enc.len--;
+    /* a flipped byte anywhere: refused or decoded, never a crash; the magic, type and
+     * counts are always caught */
+    for (i = 0; i < enc.len; i++) {
+        b[i] ^= 0x40;
+        if (st_column_decode(b, enc.len, &d) == SL_OK) {
+            assert_true(i >= 16); /* only in the data */
+            st_column_clear(&d);
+        }
+        b[i] ^= 0x40;
+    }
+    /* offsets going back, a null row holding text, invalid UTF-8 */
+    b[16 + 1 + 4] = 5; /* offset of row 1: 5 > offset of row 2 (2) */
+    assert_int_equal(st_column_decode(b, enc.len, &d), SL_EINVALID);
+    sl_buf_free(&enc);
+    st_column_clear(&c);
+    /* a float that is not finite, a padding bit set */
+    fill(&c, ST_FLOAT64, floats, 3);
+    sl_buf_init(&enc, SL_MAX_CHUNK_BYTES);
+    assert_int_equal(st_column_encode(&c, &enc), SL_OK);
+    b = (unsigned char *)enc.data;
+    assert_int_equal(st_column_decode(b, enc.len, &d), SL_OK);
+    st_column_clear(&d);
+    b[16] |= 0x80; /* null bitmap: a bit past the 3 rows */
+    assert_int_equal(st_column_decode(b, enc.len, &d), SL_EINVALID);
+    b[16] &= 0x7f;
+    b[16 + 1 + 7] = 0x7f; /* row 0: exponent all ones */
+    b[16 + 1 + 6] = 0xf0;
+    assert_int_equal(st_column_decode(b, enc.len, &d), SL_EINVALID);
+    sl_buf_free(&enc);
+    st_column_clear(&c);
+}
+
+/* ---- compression ---- */
+
+static void
+pack_where_it_pays(void **state)
+{
+    size_t n = 200000, i;
+    unsigned char *digits = malloc(n), *noise = malloc(n);
+    sl_buf packed, back;
+    int compressed;
+
+    (void)state;
+    /* text of random float digits compresses; random bytes do not */
+    srand(7);
+    for (i = 0; i < n; i++) {
+        digits[i] = (unsigned char)(i % 20 == 19 ? ',' : (i % 20 == 1 ? '.' : '0' + rand() % 10));
+        noise[i] = (unsigned char)rand();
+    }
+    sl_buf_init(&packed, SL_MAX_CHUNK_BYTES);
+    sl_buf_init(&back, SL_MAX_CHUNK_BYTES);
+    assert_int_equal(st_pack(digits, n, &packed, &compressed), SL_OK);
+    assert_true(compressed);
+    assert_true(packed.len < n * 2 / 3);
+    assert_int_equal(st_unpack((unsigned char *)packed.data, packed.len, n, &back), SL_OK);
+    assert_int_equal(back.len, n);
+    assert_memory_equal(back.data, digits, n);
+    /* strict: one byte short, one too many, a raw length that lies, over the maximum */
+    back.len = 0;
+    assert_int_equal(st_unpack((unsigned char *)packed.data, packed.len - 1, n, &back),
+                     SL_EINVALID);
+    assert_int_equal(back.len, 0);
+    assert_int_equal(st_unpack((unsigned char *)packed.data, packed.len, n - 1, &back),
+                     SL_EINVALID);
+    packed.data[1] ^= 1;
+    assert_int_equal(st_unpack((unsigned char *)packed.data, packed.len, n, &back), SL_EINVALID);
+    packed.data[1] ^= 1;
+    packed.data[0] = 7;
+    assert_int_equal(st_unpack((unsigned char *)packed.data, packed.len, n, &back), SL_EINVALID);
+    sl_buf_reset(&packed);
+    assert_int_equal(st_pack(noise, n, &packed, &compressed), SL_OK);
+    assert_false(compressed);
+    assert_int_equal(packed.len, n + ST_PACK_HEAD);
+    assert_int_equal(st_unpack((unsigned char *)packed.data, packed.len, n, &back), SL_OK);
+    assert_memory_equal(back.data, noise, n);
+    assert_int_equal(sl_buf_append(&packed, "x", 1), SL_OK);
+    assert_int_equal(st_unpack((unsigned char *)packed.data, packed.len, n, &back), SL_EINVALID);
+    sl_buf_reset(&packed);
+    assert_int_equal(st_pack(noise, 0, &packed, &compressed), SL_OK); /* empty */
+    sl_buf_reset(&back);
+    assert_int_equal(st_unpack((unsigned char *)packed.data, packed.len, 0, &back), SL_OK);
+    assert_int_equal(back.len, 0);
+    sl_buf_free(&packed);
+    sl_buf_free(&back);
+    free(digits);
+    free(noise);
+}
+
 int
 main(void)
 {
@@ -348,6 +576,10 @@ main(void)
         cmocka_unit_test(float64_values_round_trip),
         cmocka_unit_test(bools_and_types),
         cmocka_unit_test(inference),
+        cmocka_unit_test(columns_round_trip),
+        cmocka_unit_test(columns_refuse_values_of_another_type),
+        cmocka_unit_test(chunk_decoder_is_strict),
+        cmocka_unit_test(pack_where_it_pays),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
