@@ -149,4 +149,35 @@ sl_code st_column_decode(const unsigned char *p, size_t n, st_column *out) SL_WU
 sl_code st_pack(const unsigned char *raw, size_t n, sl_buf *out, int *compressed) SL_WUR;
 sl_code st_unpack(const unsigned char *p, size_t n, size_t max, sl_buf *out) SL_WUR;
 
+/* ---- erasure coding (st_frag.c) ---- */
+
+/*
+ * A sealed chunk is cut into k data fragments and m parity fragments, one per storage
+ * directory (Reed-Solomon over GF(2^8) with a Cauchy matrix, ISA-L): any k of the k + m
+ * rebuild it. Each fragment carries a header and a CRC32C (Castagnoli) over header and
+ * payload, so a damaged fragment is known and set aside rather than decoded:
+ *   "SLF1", k u8, m u8, index u8, 0 u8, chunk length u32, payload length u32, CRC u32
+ * (little-endian; the CRC covers the 20 bytes before it and the payload).
+ * k >= 1, k + m <= ST_MAX_FRAGMENTS.
+ */
+#define ST_MAX_FRAGMENTS 32
+#define ST_FRAG_HEAD     24
+typedef struct {
+    unsigned char *p; /* malloc'd; NULL when absent */
+    size_t n;
+} st_frag;
+
+/* Fills out[0..k+m) with new fragments (the caller frees each p). */
+sl_code st_frag_split(const unsigned char *chunk, size_t n, int k, int m, st_frag *out) SL_WUR;
+/*
+ * Rebuilds the chunk (appended to out) from the fragments given (absent ones NULL);
+ * *bad gets a bit per fragment absent or damaged. SL_EINVALID when fewer than k intact
+ * ones agree, or when they disagree on k, m or the length.
+ */
+sl_code st_frag_join(const st_frag *frags, int k, int m, sl_buf *out, uint32_t *bad) SL_WUR;
+/* 1 when a fragment is well-formed with its CRC right, for index i of (k, m). */
+int st_frag_check(const unsigned char *p, size_t n, int k, int m, int i);
+/* CRC32C (Castagnoli), the standard one: "123456789" gives e3069283. */
+uint32_t st_crc32c(const void *p, size_t n);
+
 #endif

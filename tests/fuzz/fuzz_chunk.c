@@ -1,6 +1,7 @@
 /*
- * tests/fuzz/fuzz_chunk.c: what reads storage's bytes back: the unpacker (codec and
- * length, ISA-L inflate) and the column-chunk decoder. Whatever the bytes: no crash, no
+ * tests/fuzz/fuzz_chunk.c: what reads storage's bytes back: a fragment's header and CRC
+ * (as the only fragment of a chunk), the unpacker (codec and length, ISA-L inflate) and
+ * the column-chunk decoder. Whatever the bytes: no crash, no
  * leak; an unpacked chunk is never longer than allowed; and what the decoder accepts is
  * canonical: encoding the decoded column gives back exactly the same bytes.
  */
@@ -17,7 +18,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     st_column c;
     sl_buf again, raw;
 
+    st_frag one = {(unsigned char *)(uintptr_t)data, size};
+    uint32_t bad;
+
     sl_buf_init(&raw, SL_MAX_CHUNK_BYTES);
+    if (st_frag_join(&one, 1, 0, &raw, &bad) == SL_OK &&
+        (bad != 0 || size < ST_FRAG_HEAD || raw.len > size - ST_FRAG_HEAD ||
+         memcmp(raw.data, data + ST_FRAG_HEAD, raw.len) != 0))
+        __builtin_trap();
+    sl_buf_reset(&raw);
     if (st_unpack(data, size, 1 << 20, &raw) == SL_OK && raw.len > (1 << 20))
         __builtin_trap();
     sl_buf_free(&raw);

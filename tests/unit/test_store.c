@@ -563,6 +563,115 @@ pack_where_it_pays(void **state)
     free(noise);
 }
 
+/* ---- fragments ---- */
+
+static void
+frag_free(st_frag *f, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        free(f[i].p);
+        f[i].p = NULL;
+    }
+}
+
+static void
+crc32c_standard(void **state)
+{
+    (void)state;
+    assert_int_equal(st_crc32c("123456789", 9), 0xe3069283u);
+    assert_int_equal(st_crc32c("", 0), 0);
+}
+
+/* Every way of losing up to m of k + m fragments rebuilds the same bytes. */
+static void
+fragments_survive_any_m_losses(void **state)
+{
+    static const int shapes[][2] = {{1, 0}, {1, 1}, {4, 2}, {3, 3}, {5, 1}};
+    size_t sizes[] = {0, 1, 7, 1000, 65537};
+    size_t si, sh, i;
+
+    (void)state;
+    for (sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        int k = shapes[sh][0], m = shapes[sh][1], total = k + m;
+        for (si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+            size_t n = sizes[si];
+            unsigned char *chunk = malloc(n ? n : 1);
+            st_frag f[ST_MAX_FRAGMENTS], g[ST_MAX_FRAGMENTS];
+            uint32_t mask, bad;
+            for (i = 0; i < n; i++)
+                chunk[i] = (unsigned char)(i * 131 + 7);
+            assert_int_equal(st_frag_split(chunk, n, k, m, f), SL_OK);
+            for (mask = 0; mask < (1u << total); mask++) {
+                sl_buf out;
+                int lost = __builtin_popcount(mask);
+                sl_buf_init(&out, SL_MAX_CHUNK_BYTES);
+                for (i = 0; i < (size_t)total; i++)
+                    g[i] = (mask & (1u << i)) ? (st_frag){NULL, 0} : f[i];
+                if (lost <= m) {
+                    assert_int_equal(st_frag_join(g, k, m, &out, &bad), SL_OK);
+                    assert_int_equal(bad, mask);
+                    assert_int_equal(out.len, n);
+                    if (n > 0)
+                        assert_memory_equal(out.data, chunk, n);
+                } else {
+                    assert_int_equal(st_frag_join(g, k, m, &out, &bad), SL_EINVALID);
+                    assert_int_equal(out.len, 0);
+                }
+                sl_buf_free(&out);
+            }
+            frag_free(f, total);
+            free(chunk);
+        }
+    }
+}
+
+static void
+fragments_damaged_are_set_aside(void **state)
+{
+    unsigned char chunk[5000];
+    st_frag f[6], g[6];
+    sl_buf out;
+    uint32_t bad;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof chunk; i++)
+        chunk[i] = (unsigned char)(i ^ (i >> 3));
+    assert_int_equal(st_frag_split(chunk, sizeof chunk, 4, 2, f), SL_OK);
+    /* a flipped byte in data fragment 1, a truncated parity fragment: rebuilt */
+    memcpy(g, f, sizeof g);
+    f[1].p[ST_FRAG_HEAD + 10] ^= 1;
+    g[4].n -= 1;
+    sl_buf_init(&out, SL_MAX_CHUNK_BYTES);
+    assert_int_equal(st_frag_join(g, 4, 2, &out, &bad), SL_OK);
+    assert_int_equal(bad, (1u << 1) | (1u << 4));
+    assert_memory_equal(out.data, chunk, sizeof chunk);
+    sl_buf_reset(&out);
+    /* fragments swapped between places: each is refused at the other's index */
+    g[4].n += 1;
+    g[0] = f[2];
+    g[2] = f[0];
+    assert_int_equal(st_frag_join(g, 4, 2, &out, &bad), SL_EINVALID);
+    assert_int_equal(bad, (1u << 0) | (1u << 1) | (1u << 2));
+    /* a header field changed under an intact payload: the CRC covers the header */
+    memcpy(g, f, sizeof g);
+    f[1].p[ST_FRAG_HEAD + 10] ^= 1;
+    f[3].p[8] ^= 1; /* chunk length */
+    assert_int_equal(st_frag_join(g, 4, 2, &out, &bad), SL_OK);
+    assert_int_equal(bad, 1u << 3);
+    assert_memory_equal(out.data, chunk, sizeof chunk);
+    assert_false(st_frag_check(f[3].p, f[3].n, 4, 2, 3));
+    assert_true(st_frag_check(f[2].p, f[2].n, 4, 2, 2));
+    assert_false(st_frag_check(f[2].p, f[2].n, 4, 2, 1));
+    assert_false(st_frag_check(f[2].p, f[2].n, 3, 2, 2));
+    sl_buf_free(&out);
+    frag_free(f, 6);
+    assert_int_equal(st_frag_split(chunk, 10, 0, 1, f), SL_EINVALID);
+    assert_int_equal(st_frag_split(chunk, 10, 30, 3, f), SL_EINVALID);
+}
+
 int
 main(void)
 {
@@ -580,6 +689,9 @@ main(void)
         cmocka_unit_test(columns_refuse_values_of_another_type),
         cmocka_unit_test(chunk_decoder_is_strict),
         cmocka_unit_test(pack_where_it_pays),
+        cmocka_unit_test(crc32c_standard),
+        cmocka_unit_test(fragments_survive_any_m_losses),
+        cmocka_unit_test(fragments_damaged_are_set_aside),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
