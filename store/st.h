@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cry.h"
 #include "sl.h"
 
 /* ---- the CSV parser (st_csv.c) ---- */
@@ -179,5 +180,49 @@ sl_code st_frag_join(const st_frag *frags, int k, int m, sl_buf *out, uint32_t *
 int st_frag_check(const unsigned char *p, size_t n, int k, int m, int i);
 /* CRC32C (Castagnoli), the standard one: "123456789" gives e3069283. */
 uint32_t st_crc32c(const void *p, size_t n);
+
+/* ---- chunks in the storage directories (st_store.c) ---- */
+
+/* Where a chunk belongs; sealed into it as AAD, so a chunk moved, swapped or replayed
+ * anywhere else does not open. */
+typedef struct {
+    int64_t dataset;
+    int64_t version;
+    uint32_t group;
+    uint32_t column;
+    uint32_t key_version;
+} st_place;
+
+/* The storage directories of a gateway: one fragment of every chunk in each; the last
+ * `parity` of them hold parity fragments. Immutable after creation; thread-safe. */
+typedef struct st_storage st_storage;
+sl_code st_storage_new(const char *const *dirs, int ndirs, int parity, st_storage **out,
+                       sl_err *err) SL_WUR;
+void st_storage_free(st_storage *s);
+
+typedef struct {
+    size_t raw;     /* encoded chunk bytes */
+    size_t stored;  /* bytes written over all directories */
+    int compressed; /* igzip kept */
+} st_chunk_info;
+
+/*
+ * Packs, seals under key (the version's data key) with the place as AAD, splits and
+ * writes a chunk: one file per directory, written to a temporary name, fsynced and
+ * renamed. The version's directories are made as needed (0700); st_storage_sync makes
+ * their entries durable. Nothing in plaintext reaches the disk. SL_EIO on failure.
+ */
+sl_code st_chunk_write(const st_storage *s, const st_place *pl, const cry_key *key,
+                       const unsigned char *raw, size_t n, st_chunk_info *info, sl_err *err) SL_WUR;
+/* fsyncs the version's directory in every storage directory. */
+sl_code st_storage_sync(const st_storage *s, int64_t dataset, int64_t version, sl_err *err) SL_WUR;
+/*
+ * Reads a chunk back into raw (appended): fragments from every directory, rebuilt from
+ * parity past any that are missing or damaged (*bad gets a bit per such directory),
+ * opened and unpacked. SL_EUNAVAIL when too few fragments are left or what they make
+ * does not authenticate: never wrong bytes.
+ */
+sl_code st_chunk_read(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf *raw,
+                      uint32_t *bad, sl_err *err) SL_WUR;
 
 #endif

@@ -13,8 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 /* cmocka.h needs setjmp.h, stdarg.h, stddef.h and stdint.h before it */
+#include <sys/stat.h>
+
 #include <cmocka.h>
+#include <ftw.h>
+#include <limits.h>
 #include <math.h>
+#include <unistd.h>
 
 #include "st.h"
 
@@ -672,6 +677,107 @@ fragments_damaged_are_set_aside(void **state)
     assert_int_equal(st_frag_split(chunk, 10, 30, 3, f), SL_EINVALID);
 }
 
+/* ---- chunks in storage directories ---- */
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* 1 when the bytes occur in any file under dir */
+static int
+found_under(const char *dir, const char *needle)
+{
+    char cmd[PATH_MAX + 128];
+
+    snprintf(cmd, sizeof cmd, "grep -rqF -- '%s' '%s'", needle, dir);
+    return system(cmd) == 0;
+}
+
+static void
+chunks_in_storage(void **state)
+{
+    char root[] = "/tmp/st-test-XXXXXX", dirs[6][PATH_MAX], path[PATH_MAX], path2[PATH_MAX];
+    const char *dp[6];
+    st_storage *s;
+    st_place a = {7, 3, 0, 0, 1}, b = {7, 3, 0, 1, 1};
+    st_chunk_info info;
+    cry_key *key = cry_key_random(32), *wrong = cry_key_random(32);
+    unsigned char data[40000];
+    sl_buf back;
+    uint32_t bad;
+    sl_err err;
+    size_t i;
+    FILE *f;
+
+    (void)state;
+    assert_non_null(mkdtemp(root));
+    for (i = 0; i < 6; i++) {
+        snprintf(dirs[i], sizeof dirs[i], "%s/d%zu", root, i);
+        assert_int_equal(mkdir(dirs[i], 0700), 0);
+        dp[i] = dirs[i];
+    }
+    /* compressible text holding a planted value, as an encoded chunk would */
+    for (i = 0; i < sizeof data; i++)
+        data[i] = (unsigned char)("0123456789.,"[(i * 7) % 12]);
+    memcpy(data + 1000, "PLANTED-123-45-6789", 19);
+    assert_int_equal(st_storage_new(dp, 6, 2, &s, &err), SL_OK);
+    assert_int_equal(st_chunk_write(s, &a, key, data, sizeof data, &info, &err), SL_OK);
+    assert_true(info.compressed);
+    assert_true(info.stored < sizeof data);
+    assert_int_equal(st_chunk_write(s, &b, key, data, 5000, &info, &err), SL_OK);
+    assert_int_equal(st_storage_sync(s, 7, 3, &err), SL_OK);
+    assert_false(found_under(root, "PLANTED-123-45-6789"));
+    sl_buf_init(&back, SL_MAX_CHUNK_BYTES);
+    assert_int_equal(st_chunk_read(s, &a, key, &back, &bad, &err), SL_OK);
+    assert_int_equal(bad, 0);
+    assert_int_equal(back.len, sizeof data);
+    assert_memory_equal(back.data, data, sizeof data);
+    /* two directories gone: rebuilt from parity */
+    for (i = 1; i < 6; i += 3) {
+        snprintf(path, sizeof path, "%s/7/3/0.0.frag", dirs[i]);
+        assert_int_equal(unlink(path), 0);
+    }
+    sl_buf_reset(&back);
+    assert_int_equal(st_chunk_read(s, &a, key, &back, &bad, &err), SL_OK);
+    assert_int_equal(bad, (1u << 1) | (1u << 4));
+    assert_memory_equal(back.data, data, sizeof data);
+    /* a third one damaged: beyond parity, a clean refusal */
+    snprintf(path, sizeof path, "%s/7/3/0.0.frag", dirs[0]);
+    f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, 100, SEEK_SET);
+    fputc('!', f);
+    fclose(f);
+    sl_buf_reset(&back);
+    assert_int_equal(st_chunk_read(s, &a, key, &back, &bad, &err), SL_EUNAVAIL);
+    assert_int_equal(back.len, 0);
+    /* a chunk moved to another's place in every directory: sound fragments, wrong place */
+    assert_int_equal(st_chunk_write(s, &a, key, data, sizeof data, &info, &err), SL_OK);
+    for (i = 0; i < 6; i++) {
+        snprintf(path, sizeof path, "%s/7/3/0.0.frag", dirs[i]);
+        snprintf(path2, sizeof path2, "%s/7/3/0.1.frag", dirs[i]);
+        assert_int_equal(rename(path, path2), 0); /* A's fragments now in B's place */
+    }
+    assert_int_equal(st_chunk_read(s, &b, key, &back, &bad, &err), SL_EUNAVAIL);
+    assert_non_null(strstr(err.msg, "does not authenticate"));
+    assert_int_equal(back.len, 0);
+    /* the wrong key: the same clean refusal */
+    assert_int_equal(st_chunk_write(s, &a, key, data, sizeof data, &info, &err), SL_OK);
+    assert_int_equal(st_chunk_read(s, &a, wrong, &back, &bad, &err), SL_EUNAVAIL);
+    assert_int_equal(st_chunk_read(s, &a, key, &back, &bad, &err), SL_OK);
+    sl_buf_free(&back);
+    st_storage_free(s);
+    assert_int_equal(st_storage_new(dp, 2, 2, &s, &err), SL_EINVALID);
+    cry_key_free(key);
+    cry_key_free(wrong);
+    assert_int_equal(nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+}
+
 int
 main(void)
 {
@@ -692,7 +798,11 @@ main(void)
         cmocka_unit_test(crc32c_standard),
         cmocka_unit_test(fragments_survive_any_m_losses),
         cmocka_unit_test(fragments_damaged_are_set_aside),
+        cmocka_unit_test(chunks_in_storage),
     };
+
+    if (cry_init() != SL_OK)
+        return 1;
 
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
