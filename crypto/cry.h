@@ -62,6 +62,13 @@ sl_code cry_unb64(const char *b64, size_t len, unsigned char *out, size_t cap,
 
 /* SHA-256. */
 void cry_sha256(const void *p, size_t n, unsigned char out[CRY_HASH_BYTES]);
+/* SHA-256 of a stream (OpenSSL): new, update any number of times, final (which frees). */
+typedef struct cry_sha256_ctx cry_sha256_ctx;
+cry_sha256_ctx *cry_sha256_new(void);
+void cry_sha256_update(cry_sha256_ctx *c, const void *p, size_t n);
+void cry_sha256_final(cry_sha256_ctx *c, unsigned char out[CRY_HASH_BYTES]);
+/* Frees without a result (NULL allowed). */
+void cry_sha256_free(cry_sha256_ctx *c);
 
 /*
  * Tokens. cry_token_new writes a fresh id and secret (NUL-terminated hex) and the full

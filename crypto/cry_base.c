@@ -245,6 +245,41 @@ cry_chain_hash(const unsigned char prev[CRY_HASH_BYTES], const char *canon, size
     EVP_MD_CTX_free(ctx);
 }
 
+cry_sha256_ctx *
+cry_sha256_new(void)
+{
+    EVP_MD_CTX *ctx;
+
+    pthread_once(&sha256_once, sha256_fetch);
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL || EVP_DigestInit_ex2(ctx, sha256_md, NULL) != 1)
+        sl_panic("SHA-256 failed");
+    return (cry_sha256_ctx *)ctx;
+}
+
+void
+cry_sha256_update(cry_sha256_ctx *c, const void *p, size_t n)
+{
+    if (n > 0 && EVP_DigestUpdate((EVP_MD_CTX *)c, p, n) != 1)
+        sl_panic("SHA-256 failed");
+}
+
+void
+cry_sha256_final(cry_sha256_ctx *c, unsigned char out[CRY_HASH_BYTES])
+{
+    unsigned len = 0;
+
+    if (EVP_DigestFinal_ex((EVP_MD_CTX *)c, out, &len) != 1 || len != CRY_HASH_BYTES)
+        sl_panic("SHA-256 failed");
+    EVP_MD_CTX_free((EVP_MD_CTX *)c);
+}
+
+void
+cry_sha256_free(cry_sha256_ctx *c)
+{
+    EVP_MD_CTX_free((EVP_MD_CTX *)c);
+}
+
 void
 cry_sign_keypair(unsigned char pk[CRY_SIGN_PK_BYTES], cry_key **sk)
 {

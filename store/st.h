@@ -225,4 +225,35 @@ sl_code st_storage_sync(const st_storage *s, int64_t dataset, int64_t version, s
 sl_code st_chunk_read(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf *raw,
                       uint32_t *bad, sl_err *err) SL_WUR;
 
+/* ---- an upload: CSV to stored row groups (st_ingest.c) ---- */
+
+/* A column as the dataset declares it; name only (has_type 0) lets the upload infer. */
+typedef struct {
+    const char *name;
+    int has_type;
+    st_type type;
+} st_colspec;
+
+typedef struct st_ingest st_ingest;
+/*
+ * An upload of version `version` of dataset `dataset`, its chunks sealed under key
+ * (key_version recorded in each chunk's place). With declared columns (n > 0) the CSV
+ * header must name exactly those, in that order; their declared types are enforced and
+ * the others inferred from the first row group (SL_ROWS_PER_GROUP rows). Nothing is
+ * visible until the caller commits the manifest; a failed upload leaves fragments the
+ * caller removes (or recovery does). Borrowed arguments must outlive the ingest.
+ */
+st_ingest *st_ingest_new(const st_storage *s, const cry_key *key, int64_t dataset, int64_t version,
+                         uint32_t key_version, const st_colspec *declared, size_t n);
+void st_ingest_free(st_ingest *g);
+/* The next piece of the CSV body; SL_EINVALID/SL_ETOOLARGE name line and column. */
+sl_code st_ingest_feed(st_ingest *g, const char *data, size_t n, sl_err *err) SL_WUR;
+/*
+ * The end of the body: writes the last row group, syncs the directories and gives the
+ * manifest (new reference): {"rows", "bytes_in", "bytes_stored", "sha256" (of the body),
+ * "columns": [{"name","type"}], "groups": [{"rows", "chunks": [{"raw","stored",
+ * "compressed"}]}]}.
+ */
+sl_code st_ingest_finish(st_ingest *g, json_t **manifest, sl_err *err) SL_WUR;
+
 #endif

@@ -778,6 +778,185 @@ chunks_in_storage(void **state)
     assert_int_equal(nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
 }
 
+/* ---- an upload, end to end below HTTP ---- */
+
+typedef struct {
+    char root[32];
+    char dirs[3][PATH_MAX];
+    st_storage *s;
+    cry_key *key;
+} store_fixture;
+
+static void
+fixture_up(store_fixture *fx)
+{
+    const char *dp[3];
+    sl_err err;
+    int i;
+
+    snprintf(fx->root, sizeof fx->root, "/tmp/st-ingest-XXXXXX");
+    assert_non_null(mkdtemp(fx->root));
+    for (i = 0; i < 3; i++) {
+        snprintf(fx->dirs[i], sizeof fx->dirs[i], "%s/d%d", fx->root, i);
+        assert_int_equal(mkdir(fx->dirs[i], 0700), 0);
+        dp[i] = fx->dirs[i];
+    }
+    assert_int_equal(st_storage_new(dp, 3, 1, &fx->s, &err), SL_OK);
+    fx->key = cry_key_random(32);
+}
+
+static void
+fixture_down(store_fixture *fx)
+{
+    st_storage_free(fx->s);
+    cry_key_free(fx->key);
+    assert_int_equal(nftw(fx->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+}
+
+static sl_code
+ingest(store_fixture *fx, const char *csv, size_t len, size_t step, const st_colspec *decl,
+       size_t ndecl, json_t **manifest, sl_err *err)
+{
+    st_ingest *g = st_ingest_new(fx->s, fx->key, 11, 2, 1, decl, ndecl);
+    sl_code rc = SL_OK;
+    size_t off = 0;
+
+    *manifest = NULL;
+    while (rc == SL_OK && off < len) {
+        size_t k = len - off < step ? len - off : step;
+        rc = st_ingest_feed(g, csv + off, k, err);
+        off += k;
+    }
+    if (rc == SL_OK)
+        rc = st_ingest_finish(g, manifest, err);
+    st_ingest_free(g);
+    return rc;
+}
+
+static void
+read_column(store_fixture *fx, uint32_t group, uint32_t col, st_column *out)
+{
+    st_place pl = {11, 2, group, col, 1};
+    sl_buf raw;
+    uint32_t bad;
+    sl_err err;
+
+    sl_buf_init(&raw, SL_MAX_CHUNK_BYTES);
+    assert_int_equal(st_chunk_read(fx->s, &pl, fx->key, &raw, &bad, &err), SL_OK);
+    assert_int_equal(st_column_decode((unsigned char *)raw.data, raw.len, out), SL_OK);
+    sl_buf_free(&raw);
+}
+
+static const char *
+column_type(json_t *m, size_t i)
+{
+    return json_string_value(
+        json_object_get(json_array_get(json_object_get(m, "columns"), i), "type"));
+}
+
+static void
+ingest_round_trip(void **state)
+{
+    static const char csv[] =
+        "id,score,ok,name,note\r\n"
+        "1,0.1,true,ada,\"quoted, with \"\"quotes\"\"\"\r\n"
+        "-9223372036854775808,-1.7976931348623157e308,false,Jos\xc3\xa9,\"two\nlines\"\r\n"
+        ",5e-324,,,\r\n"
+        "9223372036854775807,-0,TRUE,\"\",SSN 123-45-6789\r\n";
+    store_fixture fx;
+    unsigned char sha[32];
+    char hex[65];
+    json_t *m;
+    st_column c;
+    sl_err err;
+
+    (void)state;
+    fixture_up(&fx);
+    assert_int_equal(ingest(&fx, csv, sizeof csv - 1, 3, NULL, 0, &m, &err), SL_OK);
+    assert_int_equal(json_integer_value(json_object_get(m, "rows")), 4);
+    assert_int_equal(json_integer_value(json_object_get(m, "bytes_in")), sizeof csv - 1);
+    cry_sha256(csv, sizeof csv - 1, sha);
+    cry_hex(sha, 32, hex);
+    assert_string_equal(json_string_value(json_object_get(m, "sha256")), hex);
+    assert_string_equal(column_type(m, 0), "int64");
+    assert_string_equal(column_type(m, 1), "float64");
+    assert_string_equal(column_type(m, 2), "bool");
+    assert_string_equal(column_type(m, 3), "string");
+    assert_int_equal(json_array_size(json_object_get(m, "groups")), 1);
+    /* every value back, bit for bit */
+    read_column(&fx, 0, 0, &c);
+    assert_true(c.i64[1] == INT64_MIN && c.i64[3] == INT64_MAX && c.nulls[2]);
+    st_column_clear(&c);
+    read_column(&fx, 0, 1, &c);
+    assert_true(c.f64[1] == -1.7976931348623157e308 && c.f64[2] == 5e-324 && signbit(c.f64[3]));
+    st_column_clear(&c);
+    read_column(&fx, 0, 2, &c);
+    assert_true(c.b[0] == 1 && c.b[1] == 0 && c.nulls[2] && c.b[3] == 1);
+    st_column_clear(&c);
+    read_column(&fx, 0, 3, &c);
+    assert_memory_equal(c.str + c.off[1], "Jos\xc3\xa9", 5);
+    assert_true(c.nulls[2] && !c.nulls[3] && c.off[4] == c.off[3]); /* null, then "" */
+    st_column_clear(&c);
+    read_column(&fx, 0, 4, &c);
+    assert_memory_equal(c.str + c.off[0], "quoted, with \"quotes\"", 21);
+    assert_memory_equal(c.str + c.off[1], "two\nlines", 9);
+    st_column_clear(&c);
+    assert_false(found_under(fx.root, "123-45-6789"));
+    json_decref(m);
+    fixture_down(&fx);
+}
+
+static void
+ingest_groups_and_refusals(void **state)
+{
+    static const st_colspec decl[] = {{"a", 1, ST_INT64}, {"b", 0, ST_STRING}};
+    store_fixture fx;
+    sl_buf big;
+    json_t *m;
+    st_column c;
+    sl_err err;
+    uint32_t i, n = SL_ROWS_PER_GROUP + 1000;
+
+    (void)state;
+    fixture_up(&fx);
+    /* two row groups */
+    sl_buf_init(&big, 64 << 20);
+    assert_int_equal(sl_buf_puts(&big, "i,x\n"), SL_OK);
+    for (i = 0; i < n; i++)
+        assert_int_equal(sl_buf_printf(&big, "%u,%u.5\n", i, i), SL_OK);
+    assert_int_equal(ingest(&fx, big.data, big.len, 1 << 16, NULL, 0, &m, &err), SL_OK);
+    assert_int_equal(json_integer_value(json_object_get(m, "rows")), n);
+    assert_int_equal(json_array_size(json_object_get(m, "groups")), 2);
+    read_column(&fx, 1, 0, &c);
+    assert_int_equal(c.rows, 1000);
+    assert_true(c.i64[999] == (int64_t)n - 1);
+    st_column_clear(&c);
+    json_decref(m);
+    /* a later group's value that does not fit the type inferred from the first */
+    assert_int_equal(sl_buf_puts(&big, "oops,1.5\n"), SL_OK);
+    assert_int_equal(ingest(&fx, big.data, big.len, 1 << 16, NULL, 0, &m, &err), SL_EINVALID);
+    assert_null(m);
+    assert_string_equal(err.msg, "line 66538, column 1: not an int64");
+    sl_buf_free(&big);
+    /* declared columns: the header must name them; declared types hold from line 2 */
+    assert_int_equal(ingest(&fx, "a,c\n1,2\n", strlen("a,c\n1,2\n"), 3, decl, 2, &m, &err),
+                     SL_EINVALID);
+    assert_non_null(strstr(err.msg, "column 2"));
+    assert_int_equal(ingest(&fx, "a\n1\n", strlen("a\n1\n"), 3, decl, 2, &m, &err), SL_EINVALID);
+    assert_int_equal(
+        ingest(&fx, "a,b\n1,x\n2.5,y\n", strlen("a,b\n1,x\n2.5,y\n"), 4, decl, 2, &m, &err),
+        SL_EINVALID);
+    assert_string_equal(err.msg, "line 3, column 1: not a value of the column's type (int64)");
+    assert_int_equal(ingest(&fx, "a,b\n1,x\n,y\n", strlen("a,b\n1,x\n,y\n"), 4, decl, 2, &m, &err),
+                     SL_OK);
+    json_decref(m);
+    /* a header and no rows: a version of no rows */
+    assert_int_equal(ingest(&fx, "a,b\n", strlen("a,b\n"), 4, NULL, 0, &m, &err), SL_OK);
+    assert_int_equal(json_integer_value(json_object_get(m, "rows")), 0);
+    json_decref(m);
+    fixture_down(&fx);
+}
+
 int
 main(void)
 {
@@ -799,6 +978,8 @@ main(void)
         cmocka_unit_test(fragments_survive_any_m_losses),
         cmocka_unit_test(fragments_damaged_are_set_aside),
         cmocka_unit_test(chunks_in_storage),
+        cmocka_unit_test(ingest_round_trip),
+        cmocka_unit_test(ingest_groups_and_refusals),
     };
 
     if (cry_init() != SL_OK)
