@@ -256,4 +256,26 @@ sl_code st_ingest_feed(st_ingest *g, const char *data, size_t n, sl_err *err) SL
  */
 sl_code st_ingest_finish(st_ingest *g, json_t **manifest, sl_err *err) SL_WUR;
 
+/* ---- served formats (st_format.c) ---- */
+
+/*
+ * What a read streams, a row group at a time. csv: a header row, RFC 4180 quoting where a
+ * field needs it, LF line ends, null as an empty field and the empty string as "".
+ * jsonl: one object per row in column order, null as null, int64 as all its digits, a
+ * float64 always with a point or an exponent (100.0, -0.0) so JSON reads it as a float.
+ * npy: NumPy's format 1.0, a little-endian float64 C-order matrix of numeric and bool
+ * columns (bool 0/1, null NaN); its header holds the row count, so it must be known.
+ * float64 prints as the shortest text that reads back to the same bits.
+ */
+typedef enum { ST_OUT_CSV, ST_OUT_JSONL, ST_OUT_NPY } st_out;
+sl_code st_out_parse(const char *name, st_out *out) SL_WUR;
+const char *st_out_ctype(st_out f);
+/* The beginning of the output (csv's header row, npy's header); nothing for jsonl. For
+ * npy every column must be numeric or bool (SL_EINVALID otherwise). */
+sl_code st_out_begin(st_out f, const char *const *names, const st_type *types, size_t ncols,
+                     uint64_t rows, sl_buf *out) SL_WUR;
+/* Rows [from, to) of a row group's columns (the projected ones, in order). */
+sl_code st_out_rows(st_out f, const char *const *names, const st_column *cols, size_t ncols,
+                    uint32_t from, uint32_t to, sl_buf *out) SL_WUR;
+
 #endif

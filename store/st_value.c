@@ -5,6 +5,7 @@
  * that reads back to the same bits.
  */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,11 +146,12 @@ st_format_float64(double v, char out[ST_FLOAT_TEXT])
     if (!isfinite(v))
         return (size_t)snprintf(out, ST_FLOAT_TEXT, isnan(v) ? "nan" : (v < 0 ? "-inf" : "inf"));
     /*
-     * A double whose shortest decimal has k <= 15 digits prints as exactly that with
-     * %.15g (its error is far below half a unit of the 15th digit); otherwise 16 or 17
-     * digits, the first that reads back to the same bits (17 always does).
+     * A normal double whose shortest decimal has k <= 15 digits prints as exactly that
+     * with %.15g (its error is far below half a unit of the 15th digit); otherwise 16 or
+     * 17 digits, the first that reads back to the same bits (17 always does). Subnormals
+     * carry fewer bits, so for them every precision is tried from 1.
      */
-    for (prec = 15; prec <= 17; prec++) {
+    for (prec = fabs(v) < DBL_MIN ? 1 : 15; prec <= 17; prec++) {
         len = snprintf(out, ST_FLOAT_TEXT, "%.*g", prec, v);
         if (strtod(out, NULL) == v)
             break;

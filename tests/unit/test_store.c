@@ -1,9 +1,11 @@
 /*
- * tests/unit/test_store.c: the CSV parser and the typed values of store/. Every awkward
- * CSV shape (quotes, doubled quotes, commas and newlines in fields, CRLF, UTF-8, BOM,
- * nulls against empty strings, a last line without its break), fed whole and one byte
- * at a time; every refusal with its line and column and without the data; integers at
- * their limits; floats that must read back bit for bit; inference.
+ * tests/unit/test_store.c: store/ below HTTP: the CSV parser, typed values, column
+ * chunks, compression, fragments, chunks in storage directories, an upload end to end
+ * and the served formats. For the parser: every awkward CSV shape (quotes, doubled
+ * quotes, commas and newlines in fields, CRLF, UTF-8, BOM, nulls against empty strings,
+ * a last line without its break), fed whole and one byte at a time; every refusal with
+ * its line and column and without the data; integers at their limits; floats that must
+ * read back bit for bit; inference.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -270,6 +272,10 @@ float64_values_round_trip(void **state)
     assert_string_equal(text, "-0");
     st_format_float64(100.0, text);
     assert_string_equal(text, "100");
+    st_format_float64(5e-324, text); /* subnormal: fewer digits than a normal double's */
+    assert_string_equal(text, "5e-324");
+    st_format_float64(1.5e-320, text);
+    assert_string_equal(text, "1.5e-320");
     /* the grammar */
     assert_int_equal(st_parse_float64("1e5", 3, &back), SL_OK);
     assert_true(back == 1e5);
@@ -957,6 +963,110 @@ ingest_groups_and_refusals(void **state)
     fixture_down(&fx);
 }
 
+/* ---- served formats ---- */
+
+static sl_code
+collect_csv(void *ctx, uint64_t rec, uint64_t line, const st_field *f, size_t n, sl_err *err)
+{
+    return collect(ctx, rec, line, f, n, err);
+}
+
+static void
+formats_exact(void **state)
+{
+    static const char *const ints[] = {"-9223372036854775808", NULL, "9223372036854775807"};
+    static const char *const floats[] = {"0.1", "-0", "5e-324"};
+    static const char *const bools[] = {"true", "false", NULL};
+    static const char *const strings[] = {"a,\"b\"\nc", "", NULL};
+    static const char *const names[] = {"i", "f", "b", "s \"q\""};
+    static const st_type types[] = {ST_INT64, ST_FLOAT64, ST_BOOL, ST_STRING};
+    st_column c[4];
+    sl_buf out;
+    sink s = {.stop_at = 0};
+    st_csv *p;
+    sl_err err;
+    json_t *row;
+    const char *line;
+    double d;
+    unsigned char *b;
+    int k;
+
+    (void)state;
+    fill(&c[0], ST_INT64, ints, 3);
+    fill(&c[1], ST_FLOAT64, floats, 3);
+    fill(&c[2], ST_BOOL, bools, 3);
+    fill(&c[3], ST_STRING, strings, 3);
+    /* CSV reads back, through our own parser, to the same fields */
+    sl_buf_init(&out, 1 << 20);
+    assert_int_equal(st_out_begin(ST_OUT_CSV, names, types, 4, 3, &out), SL_OK);
+    assert_int_equal(st_out_rows(ST_OUT_CSV, names, c, 4, 0, 3, &out), SL_OK);
+    assert_string_equal(out.data, "i,f,b,\"s \"\"q\"\"\"\n"
+                                  "-9223372036854775808,0.1,true,\"a,\"\"b\"\"\nc\"\n"
+                                  ",-0,false,\"\"\n"
+                                  "9223372036854775807,5e-324,,\n");
+    sl_buf_init(&s.out, 1 << 20);
+    p = st_csv_new(collect_csv, &s);
+    assert_int_equal(st_csv_feed(p, out.data, out.len, &err), SL_OK);
+    assert_int_equal(st_csv_finish(p, &err), SL_OK);
+    st_csv_free(p);
+    assert_string_equal(s.out.data, "1:i|f|b|s \"q\"\n"
+                                    "2:-9223372036854775808|0.1|true|a,\"b\"\nc\n"
+                                    "4:<null>|-0|false|\n"
+                                    "5:9223372036854775807|5e-324|<null>|<null>\n");
+    sl_buf_free(&s.out);
+    /* JSON lines: every value exact through a JSON parser */
+    sl_buf_reset(&out);
+    assert_int_equal(st_out_begin(ST_OUT_JSONL, names, types, 4, 3, &out), SL_OK);
+    assert_int_equal(st_out_rows(ST_OUT_JSONL, names, c, 4, 0, 3, &out), SL_OK);
+    line = out.data;
+    row = json_loadb(line, strcspn(line, "\n"), 0, NULL);
+    assert_non_null(row);
+    assert_true(json_integer_value(json_object_get(row, "i")) == INT64_MIN);
+    assert_true(json_real_value(json_object_get(row, "f")) == 0.1);
+    assert_true(json_is_true(json_object_get(row, "b")));
+    assert_string_equal(json_string_value(json_object_get(row, "s \"q\"")), "a,\"b\"\nc");
+    json_decref(row);
+    line = strchr(line, '\n') + 1;
+    row = json_loadb(line, strcspn(line, "\n"), 0, NULL);
+    assert_true(json_is_null(json_object_get(row, "i")));
+    d = json_real_value(json_object_get(row, "f"));
+    assert_true(d == 0 && signbit(d));
+    assert_string_equal(json_string_value(json_object_get(row, "s \"q\"")), "");
+    json_decref(row);
+    line = strchr(line, '\n') + 1;
+    row = json_loadb(line, strcspn(line, "\n"), 0, NULL);
+    assert_true(json_real_value(json_object_get(row, "f")) == 5e-324);
+    assert_true(json_is_null(json_object_get(row, "s \"q\"")));
+    json_decref(row);
+    /* npy: refused with a string column; otherwise a 64-aligned header, then the matrix */
+    sl_buf_reset(&out);
+    assert_int_equal(st_out_begin(ST_OUT_NPY, names, types, 4, 3, &out), SL_EINVALID);
+    assert_int_equal(st_out_begin(ST_OUT_NPY, names, types, 3, 3, &out), SL_OK);
+    assert_int_equal(out.len % 64, 0);
+    b = (unsigned char *)out.data;
+    assert_memory_equal(b, "\x93NUMPY\x01\x00", 8);
+    assert_int_equal(b[8] | b[9] << 8, out.len - 10);
+    assert_non_null(strstr(out.data + 10, "'shape': (3, 3)"));
+    assert_int_equal(out.data[out.len - 1], '\n');
+    {
+        size_t h = out.len;
+        double m[9];
+        assert_int_equal(st_out_rows(ST_OUT_NPY, names, c, 3, 0, 3, &out), SL_OK);
+        assert_int_equal(out.len - h, 9 * 8);
+        memcpy(m, out.data + h, sizeof m); /* this machine is little-endian, as npy is */
+        assert_true(m[0] == (double)INT64_MIN && m[1] == 0.1 && m[2] == 1);
+        assert_true(isnan(m[3]) && m[5] == 0);
+        assert_true(m[7] == 5e-324 && isnan(m[8]));
+    }
+    /* a slice: rows [1, 2) only */
+    sl_buf_reset(&out);
+    assert_int_equal(st_out_rows(ST_OUT_CSV, names, c, 1, 1, 2, &out), SL_OK);
+    assert_string_equal(out.data, "\n");
+    sl_buf_free(&out);
+    for (k = 0; k < 4; k++)
+        st_column_clear(&c[k]);
+}
+
 int
 main(void)
 {
@@ -980,6 +1090,7 @@ main(void)
         cmocka_unit_test(chunks_in_storage),
         cmocka_unit_test(ingest_round_trip),
         cmocka_unit_test(ingest_groups_and_refusals),
+        cmocka_unit_test(formats_exact),
     };
 
     if (cry_init() != SL_OK)

@@ -1,0 +1,256 @@
+/*
+ * store/st_format.c: the formats rows are served in: CSV, JSON lines and NumPy's .npy.
+ * Exact: int64 prints every digit, float64 the shortest text that reads back to the
+ * same bits, strings as they were uploaded.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "st.h"
+
+sl_code
+st_out_parse(const char *name, st_out *out)
+{
+    if (strcmp(name, "csv") == 0)
+        *out = ST_OUT_CSV;
+    else if (strcmp(name, "jsonl") == 0)
+        *out = ST_OUT_JSONL;
+    else if (strcmp(name, "npy") == 0)
+        *out = ST_OUT_NPY;
+    else
+        return SL_EINVALID;
+    return SL_OK;
+}
+
+const char *
+st_out_ctype(st_out f)
+{
+    if (f == ST_OUT_CSV)
+        return "text/csv";
+    return f == ST_OUT_JSONL ? "application/x-ndjson" : "application/octet-stream";
+}
+
+static int
+needs_quotes(const char *p, size_t n)
+{
+    size_t i;
+
+    if (n == 0)
+        return 1; /* the empty string, told apart from null */
+    for (i = 0; i < n; i++)
+        if (p[i] == ',' || p[i] == '"' || p[i] == '\n' || p[i] == '\r')
+            return 1;
+    return 0;
+}
+
+/* A text field in CSV: quoted (quotes doubled) when it needs it. */
+static sl_code
+csv_text(sl_buf *out, const char *p, size_t n)
+{
+    size_t i, run = 0;
+    sl_code rc;
+
+    if (!needs_quotes(p, n))
+        return sl_buf_append(out, p, n);
+    if ((rc = sl_buf_append(out, "\"", 1)) != SL_OK)
+        return rc;
+    for (i = 0; i < n; i++) {
+        run++;
+        if (p[i] == '"') {
+            if ((rc = sl_buf_append(out, p + i + 1 - run, run)) != SL_OK ||
+                (rc = sl_buf_append(out, "\"", 1)) != SL_OK)
+                return rc;
+            run = 0;
+        }
+    }
+    if ((rc = sl_buf_append(out, p + n - run, run)) != SL_OK)
+        return rc;
+    return sl_buf_append(out, "\"", 1);
+}
+
+/* A string in JSON (the text is valid UTF-8 without NUL, as stored). */
+static sl_code
+json_text(sl_buf *out, const char *p, size_t n)
+{
+    static const char hexd[] = "0123456789abcdef";
+    size_t i, run = 0;
+    sl_code rc = sl_buf_append(out, "\"", 1);
+
+    for (i = 0; i < n && rc == SL_OK; i++) {
+        unsigned char c = (unsigned char)p[i];
+        char esc[7];
+        size_t elen = 2;
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            run++;
+            continue;
+        }
+        esc[0] = '\\';
+        switch (c) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hexd[c >> 4];
+            esc[5] = hexd[c & 15];
+            elen = 6;
+        }
+        rc = sl_buf_append(out, p + i - run, run);
+        if (rc == SL_OK)
+            rc = sl_buf_append(out, esc, elen);
+        run = 0;
+    }
+    if (rc == SL_OK)
+        rc = sl_buf_append(out, p + n - run, run);
+    if (rc == SL_OK)
+        rc = sl_buf_append(out, "\"", 1);
+    return rc;
+}
+
+/* A value as text: numbers exact, bools as true/false, strings raw. */
+static sl_code
+value_text(const st_column *c, uint32_t r, st_out f, sl_buf *out)
+{
+    char num[ST_FLOAT_TEXT];
+    size_t n;
+
+    switch (c->type) {
+    case ST_INT64:
+        n = (size_t)snprintf(num, sizeof num, "%" PRId64, c->i64[r]);
+        return sl_buf_append(out, num, n);
+    case ST_FLOAT64:
+        n = st_format_float64(c->f64[r], num);
+        /* in JSON a number without a point or exponent reads as an integer (and -0 as 0):
+         * a float keeps ".0" there so its type and sign survive */
+        if (f == ST_OUT_JSONL && strpbrk(num, ".e") == NULL) {
+            memcpy(num + n, ".0", 3);
+            n += 2;
+        }
+        return sl_buf_append(out, num, n);
+    case ST_BOOL:
+        return sl_buf_puts(out, c->b[r] ? "true" : "false");
+    case ST_STRING:
+        if (f == ST_OUT_CSV)
+            return csv_text(out, c->str + c->off[r], c->off[r + 1] - c->off[r]);
+        return json_text(out, c->str + c->off[r], c->off[r + 1] - c->off[r]);
+    }
+    return SL_EINTERNAL;
+}
+
+/* NumPy 1.0 header: magic, version, length, the dict padded so data starts on 64. */
+static sl_code
+npy_header(size_t ncols, uint64_t rows, sl_buf *out)
+{
+    char dict[160];
+    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0};
+    int n = snprintf(dict, sizeof dict,
+                     "{'descr': '<f8', 'fortran_order': False, 'shape': (%llu, %zu), }",
+                     (unsigned long long)rows, ncols);
+    size_t total = 10 + (size_t)n + 1, pad = (64 - total % 64) % 64, hlen = (size_t)n + pad + 1;
+    sl_code rc;
+
+    pre[8] = (unsigned char)hlen;
+    pre[9] = (unsigned char)(hlen >> 8);
+    if ((rc = sl_buf_append(out, pre, sizeof pre)) != SL_OK ||
+        (rc = sl_buf_append(out, dict, (size_t)n)) != SL_OK)
+        return rc;
+    while (pad-- > 0)
+        if ((rc = sl_buf_append(out, " ", 1)) != SL_OK)
+            return rc;
+    return sl_buf_append(out, "\n", 1);
+}
+
+sl_code
+st_out_begin(st_out f, const char *const *names, const st_type *types, size_t ncols, uint64_t rows,
+             sl_buf *out)
+{
+    sl_code rc = SL_OK;
+    size_t i;
+
+    switch (f) {
+    case ST_OUT_CSV:
+        for (i = 0; i < ncols && rc == SL_OK; i++) {
+            if (i > 0)
+                rc = sl_buf_append(out, ",", 1);
+            if (rc == SL_OK)
+                rc = csv_text(out, names[i], strlen(names[i]));
+        }
+        return rc == SL_OK ? sl_buf_append(out, "\n", 1) : rc;
+    case ST_OUT_NPY:
+        for (i = 0; i < ncols; i++)
+            if (types[i] == ST_STRING)
+                return SL_EINVALID;
+        return npy_header(ncols, rows, out);
+    case ST_OUT_JSONL:
+        return SL_OK;
+    }
+    return SL_EINTERNAL;
+}
+
+static void
+le_double(unsigned char *p, double v)
+{
+    uint64_t u;
+    int b;
+
+    memcpy(&u, &v, 8);
+    for (b = 0; b < 8; b++)
+        p[b] = (unsigned char)(u >> (8 * b));
+}
+
+sl_code
+st_out_rows(st_out f, const char *const *names, const st_column *cols, size_t ncols, uint32_t from,
+            uint32_t to, sl_buf *out)
+{
+    sl_code rc = SL_OK;
+    uint32_t r;
+    size_t i;
+
+    for (r = from; r < to && rc == SL_OK; r++) {
+        if (f == ST_OUT_JSONL)
+            rc = sl_buf_append(out, "{", 1);
+        for (i = 0; i < ncols && rc == SL_OK; i++) {
+            const st_column *c = &cols[i];
+            if (f == ST_OUT_NPY) {
+                unsigned char v[8];
+                double d = c->nulls[r]             ? NAN
+                           : c->type == ST_FLOAT64 ? c->f64[r]
+                           : c->type == ST_INT64   ? (double)c->i64[r]
+                                                   : (double)c->b[r];
+                le_double(v, d);
+                rc = sl_buf_append(out, v, 8);
+                continue;
+            }
+            if (i > 0)
+                rc = sl_buf_append(out, ",", 1);
+            if (rc == SL_OK && f == ST_OUT_JSONL) {
+                rc = json_text(out, names[i], strlen(names[i]));
+                if (rc == SL_OK)
+                    rc = sl_buf_append(out, ":", 1);
+            }
+            if (rc != SL_OK)
+                break;
+            if (c->nulls[r])
+                rc = f == ST_OUT_JSONL ? sl_buf_puts(out, "null") : SL_OK;
+            else
+                rc = value_text(c, r, f, out);
+        }
+        if (rc == SL_OK && f != ST_OUT_NPY)
+            rc = sl_buf_append(out, f == ST_OUT_JSONL ? "}\n" : "\n", f == ST_OUT_JSONL ? 2 : 1);
+    }
+    return rc;
+}
