@@ -278,4 +278,25 @@ sl_code st_out_begin(st_out f, const char *const *names, const st_type *types, s
 sl_code st_out_rows(st_out f, const char *const *names, const st_column *cols, size_t ncols,
                     uint32_t from, uint32_t to, sl_buf *out) SL_WUR;
 
+/* ---- reading a version (st_read.c) ---- */
+
+/*
+ * A read of a stored version, a row group at a time: the projected columns (indexes into
+ * the manifest's columns, in the order wanted; NULL and 0 = all), rows [offset, offset +
+ * limit) (limit < 0: to the end), in a format. Groups before the offset are skipped
+ * without being read. Memory: one row group of the projected columns. The manifest is
+ * borrowed (as st_ingest_finish made it) and checked for shape.
+ */
+typedef struct st_reader st_reader;
+sl_code st_reader_new(const st_storage *s, const cry_key *key, int64_t dataset, int64_t version,
+                      uint32_t key_version, const json_t *manifest, const size_t *cols,
+                      size_t ncols, uint64_t offset, int64_t limit, st_out fmt, st_reader **out,
+                      sl_err *err) SL_WUR;
+/* Appends the next piece (the beginning, then a group's rows): 1 more to come, 0 done,
+ * -1 on failure (err: SL_EUNAVAIL when storage cannot give a chunk back intact). */
+int st_reader_next(st_reader *r, sl_buf *out, sl_err *err);
+/* Fragments rebuilt from parity so far (missing or damaged ones read around). */
+uint64_t st_reader_rebuilt(const st_reader *r);
+void st_reader_free(st_reader *r);
+
 #endif

@@ -1,0 +1,181 @@
+/*
+ * store/st_read.c: a version read back, a row group at a time: the projected columns'
+ * chunks are read (rebuilt from parity where needed), decoded, sliced to the requested
+ * rows and formatted. Nothing but one group of the projected columns is in memory.
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "st.h"
+
+struct st_reader {
+    const st_storage *s;
+    const cry_key *key;
+    int64_t dataset, version;
+    uint32_t key_version;
+    st_out fmt;
+    size_t ncols;
+    size_t *cols;       /* manifest column index of each projected column */
+    const char **names; /* borrowed from the manifest */
+    st_type *types;
+    st_column *data; /* the current group's projected columns */
+    uint32_t *group_rows;
+    size_t ngroups, group;
+    uint64_t offset, remaining, seen; /* rows before the group about to be read */
+    int begun;
+    uint64_t rebuilt;
+};
+
+void
+st_reader_free(st_reader *r)
+{
+    size_t i;
+
+    if (r == NULL)
+        return;
+    for (i = 0; i < r->ncols; i++)
+        st_column_clear(&r->data[i]);
+    free(r->cols);
+    free(r->names);
+    free(r->types);
+    free(r->data);
+    free(r->group_rows);
+    free(r);
+}
+
+uint64_t
+st_reader_rebuilt(const st_reader *r)
+{
+    return r->rebuilt;
+}
+
+static sl_code
+bad_manifest(sl_err *err)
+{
+    return sl_err_set(err, SL_EINTERNAL, "a version's manifest is malformed");
+}
+
+sl_code
+st_reader_new(const st_storage *s, const cry_key *key, int64_t dataset, int64_t version,
+              uint32_t key_version, const json_t *manifest, const size_t *cols, size_t ncols,
+              uint64_t offset, int64_t limit, st_out fmt, st_reader **out, sl_err *err)
+{
+    const json_t *mcols = json_object_get(manifest, "columns");
+    const json_t *groups = json_object_get(manifest, "groups");
+    uint64_t total = 0;
+    st_reader *r;
+    size_t i, all;
+
+    *out = NULL;
+    if (!json_is_array(mcols) || !json_is_array(groups) || json_array_size(mcols) == 0)
+        return bad_manifest(err);
+    all = json_array_size(mcols);
+    r = sl_xcalloc(1, sizeof *r);
+    r->s = s;
+    r->key = key;
+    r->dataset = dataset;
+    r->version = version;
+    r->key_version = key_version;
+    r->fmt = fmt;
+    r->ncols = ncols > 0 ? ncols : all;
+    r->cols = sl_xcalloc(r->ncols, sizeof *r->cols);
+    r->names = sl_xcalloc(r->ncols, sizeof *r->names);
+    r->types = sl_xcalloc(r->ncols, sizeof *r->types);
+    r->data = sl_xcalloc(r->ncols, sizeof *r->data);
+    for (i = 0; i < r->ncols; i++) {
+        const json_t *c;
+        const char *type;
+        r->cols[i] = ncols > 0 ? cols[i] : i;
+        if (r->cols[i] >= all)
+            goto bad;
+        c = json_array_get(mcols, r->cols[i]);
+        r->names[i] = json_string_value(json_object_get(c, "name"));
+        type = json_string_value(json_object_get(c, "type"));
+        if (r->names[i] == NULL || type == NULL || st_type_parse(type, &r->types[i]) != SL_OK)
+            goto bad;
+        st_column_init(&r->data[i], r->types[i]);
+    }
+    r->ngroups = json_array_size(groups);
+    r->group_rows = sl_xcalloc(r->ngroups ? r->ngroups : 1, sizeof *r->group_rows);
+    for (i = 0; i < r->ngroups; i++) {
+        json_int_t n = json_integer_value(json_object_get(json_array_get(groups, i), "rows"));
+        if (n < 0 || n > SL_ROWS_PER_GROUP)
+            goto bad;
+        r->group_rows[i] = (uint32_t)n;
+        total += (uint64_t)n;
+    }
+    r->offset = offset;
+    r->remaining = offset >= total ? 0 : total - offset;
+    if (limit >= 0 && (uint64_t)limit < r->remaining)
+        r->remaining = (uint64_t)limit;
+    if (fmt == ST_OUT_NPY)
+        for (i = 0; i < r->ncols; i++)
+            if (r->types[i] == ST_STRING) {
+                st_reader_free(r);
+                return sl_err_set(err, SL_EINVALID,
+                                  "npy holds numeric and bool columns only; choose them with "
+                                  "columns=");
+            }
+    *out = r;
+    return SL_OK;
+bad:
+    st_reader_free(r);
+    return bad_manifest(err);
+}
+
+int
+st_reader_next(st_reader *r, sl_buf *out, sl_err *err)
+{
+    uint32_t rows, from, to;
+    size_t i;
+
+    if (!r->begun) {
+        r->begun = 1;
+        if (st_out_begin(r->fmt, r->names, r->types, r->ncols, r->remaining, out) != SL_OK) {
+            sl_err_set(err, SL_EINTERNAL, "could not start the output");
+            return -1;
+        }
+        return 1;
+    }
+    /* skip whole groups before the offset without reading them */
+    while (r->group < r->ngroups && r->seen + r->group_rows[r->group] <= r->offset) {
+        r->seen += r->group_rows[r->group];
+        r->group++;
+    }
+    if (r->remaining == 0 || r->group >= r->ngroups)
+        return 0;
+    rows = r->group_rows[r->group];
+    for (i = 0; i < r->ncols; i++) {
+        st_place pl = {r->dataset, r->version, (uint32_t)r->group, (uint32_t)r->cols[i],
+                       r->key_version};
+        sl_buf raw;
+        uint32_t bad;
+        sl_code rc;
+        st_column_clear(&r->data[i]);
+        sl_buf_init(&raw, SL_MAX_CHUNK_BYTES);
+        rc = st_chunk_read(r->s, &pl, r->key, &raw, &bad, err);
+        r->rebuilt += (uint64_t)__builtin_popcount(bad);
+        if (rc == SL_OK &&
+            (st_column_decode((unsigned char *)raw.data, raw.len, &r->data[i]) != SL_OK ||
+             r->data[i].rows != rows || r->data[i].type != r->types[i]))
+            rc = sl_err_set(err, SL_EUNAVAIL, "a chunk does not decode as its manifest says");
+        if (raw.data != NULL)
+            sodium_memzero(raw.data, raw.len);
+        sl_buf_free(&raw);
+        if (rc != SL_OK)
+            return -1;
+    }
+    from = r->offset > r->seen ? (uint32_t)(r->offset - r->seen) : 0;
+    to = rows;
+    if ((uint64_t)(to - from) > r->remaining)
+        to = from + (uint32_t)r->remaining;
+    if (st_out_rows(r->fmt, r->names, r->data, r->ncols, from, to, out) != SL_OK) {
+        sl_err_set(err, SL_ETOOLARGE, "a row group's output is larger than the limit");
+        return -1;
+    }
+    r->remaining -= to - from;
+    r->seen += rows;
+    r->group++;
+    return 1;
+}
