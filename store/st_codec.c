@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "st.h"
+#include "st_int.h"
 
 enum { CODEC_STORED = 0, CODEC_DEFLATE = 1 };
 
@@ -14,10 +15,7 @@ static void
 put_head(unsigned char *p, int codec, uint32_t n)
 {
     p[0] = (unsigned char)codec;
-    p[1] = (unsigned char)n;
-    p[2] = (unsigned char)(n >> 8);
-    p[3] = (unsigned char)(n >> 16);
-    p[4] = (unsigned char)(n >> 24);
+    st_le32(p + 1, n);
 }
 
 sl_code
@@ -72,7 +70,7 @@ st_unpack(const unsigned char *p, size_t n, size_t max, sl_buf *out)
 
     if (n < ST_PACK_HEAD)
         return SL_EINVALID;
-    raw = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
+    raw = st_rd32(p + 1);
     if (raw > max || (p[0] != CODEC_STORED && p[0] != CODEC_DEFLATE))
         return SL_EINVALID;
     if (p[0] == CODEC_STORED && n - ST_PACK_HEAD != raw)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "st.h"
+#include "st_int.h"
 
 #define CHUNK_MAGIC "SLC1"
 #define HEAD_BYTES  16
@@ -133,34 +134,6 @@ st_column_add(st_column *c, const st_field *f, sl_err *err)
 /* ---- encoding ---- */
 
 static void
-le32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
-
-static uint32_t
-rd32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void
-le64(unsigned char *p, uint64_t v)
-{
-    le32(p, (uint32_t)v);
-    le32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint64_t
-rd64(const unsigned char *p)
-{
-    return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
-}
-
-static void
 bits(unsigned char *dst, const uint8_t *flags, uint32_t rows)
 {
     uint32_t r;
@@ -197,8 +170,8 @@ st_column_encode(const st_column *c, sl_buf *out)
     memcpy(p, CHUNK_MAGIC, 4);
     p[4] = (unsigned char)c->type;
     p[5] = p[6] = p[7] = 0;
-    le32(p + 8, rows);
-    le32(p + 12, nnull);
+    st_le32(p + 8, rows);
+    st_le32(p + 12, nnull);
     p += HEAD_BYTES;
     if (nnull) {
         bits(p, c->nulls, rows);
@@ -207,13 +180,13 @@ st_column_encode(const st_column *c, sl_buf *out)
     switch (c->type) {
     case ST_INT64:
         for (r = 0; r < rows; r++)
-            le64(p + 8 * (size_t)r, (uint64_t)c->i64[r]);
+            st_le64(p + 8 * (size_t)r, (uint64_t)c->i64[r]);
         break;
     case ST_FLOAT64:
         for (r = 0; r < rows; r++) {
             uint64_t u;
             memcpy(&u, &c->f64[r], 8);
-            le64(p + 8 * (size_t)r, u);
+            st_le64(p + 8 * (size_t)r, u);
         }
         break;
     case ST_BOOL:
@@ -221,7 +194,7 @@ st_column_encode(const st_column *c, sl_buf *out)
         break;
     case ST_STRING:
         for (r = 0; r <= rows; r++)
-            le32(p + 4 * (size_t)r, rows ? c->off[r] : 0);
+            st_le32(p + 4 * (size_t)r, rows ? c->off[r] : 0);
         if (rows && c->off[rows])
             memcpy(p + 4 * ((size_t)rows + 1), c->str, c->off[rows]);
         break;
@@ -261,8 +234,8 @@ st_column_decode(const unsigned char *p, size_t n, st_column *out)
     type = p[4];
     if (type > ST_STRING)
         return SL_EINVALID;
-    rows = rd32(p + 8);
-    nnull = rd32(p + 12);
+    rows = st_rd32(p + 8);
+    nnull = st_rd32(p + 12);
     if (rows > SL_ROWS_PER_GROUP || nnull > rows)
         return SL_EINVALID;
     nb = ((size_t)rows + 7) / 8;
@@ -285,11 +258,11 @@ st_column_decode(const unsigned char *p, size_t n, st_column *out)
         if (c.type == ST_INT64) {
             c.i64 = sl_xcalloc(rows ? rows : 1, sizeof *c.i64);
             for (r = 0; r < rows; r++)
-                c.i64[r] = (int64_t)rd64(p + 8 * (size_t)r);
+                c.i64[r] = (int64_t)st_rd64(p + 8 * (size_t)r);
         } else {
             c.f64 = sl_xcalloc(rows ? rows : 1, sizeof *c.f64);
             for (r = 0; r < rows; r++) {
-                uint64_t u = rd64(p + 8 * (size_t)r);
+                uint64_t u = st_rd64(p + 8 * (size_t)r);
                 memcpy(&c.f64[r], &u, 8);
                 /* only finite numbers are ever stored */
                 if ((u & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL)
@@ -308,7 +281,7 @@ st_column_decode(const unsigned char *p, size_t n, st_column *out)
             goto bad;
         c.off = sl_xcalloc((size_t)rows + 1, sizeof *c.off);
         for (r = 0; r <= rows; r++) {
-            c.off[r] = rd32(p + 4 * (size_t)r);
+            c.off[r] = st_rd32(p + 4 * (size_t)r);
             if ((r == 0 && c.off[0] != 0) || (r > 0 && c.off[r] < c.off[r - 1]))
                 goto bad;
         }

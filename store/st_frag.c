@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "st.h"
+#include "st_int.h"
 
 #define FRAG_MAGIC "SLF1"
 
@@ -25,21 +26,6 @@ st_crc32c(const void *p, size_t n)
         n -= (size_t)k;
     }
     return crc ^ 0xffffffffu;
-}
-
-static void
-le32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
-
-static uint32_t
-rd32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static uint32_t
@@ -77,8 +63,8 @@ st_frag_split(const unsigned char *chunk, size_t n, int k, int m, st_frag *out)
         f[4] = (unsigned char)k;
         f[5] = (unsigned char)m;
         f[6] = (unsigned char)i;
-        le32(f + 8, (uint32_t)n);
-        le32(f + 12, (uint32_t)len);
+        st_le32(f + 8, (uint32_t)n);
+        st_le32(f + 12, (uint32_t)len);
         if (i < k) {
             size_t at = (size_t)i * len, take = at < n ? (n - at < len ? n - at : len) : 0;
             if (take > 0)
@@ -98,7 +84,7 @@ st_frag_split(const unsigned char *chunk, size_t n, int k, int m, st_frag *out)
         free(tables);
     }
     for (i = 0; i < k + m; i++)
-        le32(out[i].p + 20, frag_crc(out[i].p, len));
+        st_le32(out[i].p + 20, frag_crc(out[i].p, len));
     return SL_OK;
 }
 
@@ -110,10 +96,10 @@ st_frag_check(const unsigned char *p, size_t n, int k, int m, int i)
     if (p == NULL || n < ST_FRAG_HEAD || memcmp(p, FRAG_MAGIC, 4) != 0 || p[4] != k || p[5] != m ||
         p[6] != i || p[7] != 0)
         return 0;
-    len = rd32(p + 12);
+    len = st_rd32(p + 12);
     if (n - ST_FRAG_HEAD != len || len > (size_t)INT_MAX)
         return 0;
-    return frag_crc(p, len) == rd32(p + 20);
+    return frag_crc(p, len) == st_rd32(p + 20);
 }
 
 sl_code
@@ -138,10 +124,10 @@ st_frag_join(const st_frag *frags, int k, int m, sl_buf *out, uint32_t *bad)
             continue;
         }
         if (!have_shape) {
-            n = rd32(frags[i].p + 8);
-            len = rd32(frags[i].p + 12);
+            n = st_rd32(frags[i].p + 8);
+            len = st_rd32(frags[i].p + 12);
             have_shape = 1;
-        } else if (rd32(frags[i].p + 8) != n || rd32(frags[i].p + 12) != len) {
+        } else if (st_rd32(frags[i].p + 8) != n || st_rd32(frags[i].p + 12) != len) {
             *bad |= 1u << i; /* a fragment of another chunk: not this one's */
             continue;
         }

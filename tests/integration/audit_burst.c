@@ -22,7 +22,8 @@ main(int argc, char **argv)
     gw_audit_wait first = {0};
     PGconn *hold = NULL;
     PGresult *r;
-    char sql[64];
+    char lock[24];
+    const char *params[1];
     sl_err err;
     int64_t n, i, committed, t0;
     long ev0;
@@ -62,8 +63,9 @@ main(int argc, char **argv)
         fprintf(stderr, "audit_burst: %s", PQerrorMessage(hold));
         goto out;
     }
-    snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(%lld)", (long long)DB_LOCK_AUDIT);
-    r = PQexec(hold, sql);
+    snprintf(lock, sizeof lock, "%lld", (long long)DB_LOCK_AUDIT);
+    params[0] = lock;
+    r = PQexecParams(hold, "SELECT pg_advisory_lock($1::bigint)", 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         fprintf(stderr, "audit_burst: %s", PQerrorMessage(hold));
         PQclear(r);
