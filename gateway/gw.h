@@ -117,6 +117,14 @@ void gw_audit_submit(gw_audit *a, json_t *event, gw_audit_wait *w);
 sl_code gw_audit_commit(gw_audit *a, json_t *event, gw_audit_wait *w);
 /* Queues an event without waiting (ownership taken). */
 void gw_audit_post(gw_audit *a, json_t *event);
+/*
+ * For a server that stops: every request still waiting is answered now (SL_EUNAVAIL; its
+ * event records the 503, as when its bound passes), so none stays suspended.
+ */
+void gw_audit_release_waiters(gw_audit *a);
+/* Returns once no request's done callback is running (none may touch the HTTP server
+ * after this while it is stopped). */
+void gw_audit_quiet(gw_audit *a);
 /* Stops the writer after draining the queue for at most drain_ms; logs what is left. */
 void gw_audit_stop(gw_audit *a, int drain_ms);
 int gw_audit_healthy(gw_audit *a);

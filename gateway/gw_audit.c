@@ -67,6 +67,7 @@ struct gw_audit {
     wake *wake_head, *wake_tail;
     item *wait_head, *wait_tail; /* items whose request waits, oldest first */
     int notifier_stop;
+    int firing; /* threads running requests' callbacks outside the lock */
     int bound_ms;
     pthread_mutex_t lock;
     pthread_cond_t work; /* writer waits for events */
@@ -559,12 +560,19 @@ write_checked(gw_audit *a, item **batch, size_t *n, item **stale, size_t *nstale
     int tries;
 
     *nstale = 0;
-    for (tries = 0; tries < 3; tries++) {
+    for (tries = 0;; tries++) {
         db_auth_claims cl = {ids, vers, 0};
         size_t i, k, m;
         int any = 0;
-        if (*n == 0)
+        if (*n == 0) {
+            rc = SL_OK; /* every item went stale: nothing left to write */
             break;
+        }
+        if (tries == 3) {
+            /* claims keep failing under us: write nothing now, the batch goes back */
+            rc = sl_err_set(err, SL_EUNAVAIL, "authentication checks keep failing");
+            break;
+        }
         cl.n = distinct_claims(batch, *n, refs, ids, vers, slot);
         rc = write_batch(a, batch, *n, &cl, err);
         if (rc != SL_EAUTH)
@@ -581,10 +589,7 @@ write_checked(gw_audit *a, item **batch, size_t *n, item **stale, size_t *nstale
                 batch[m++] = batch[i];
         }
         *n = m;
-        rc = SL_OK;
     }
-    if (rc == SL_EAUTH)
-        rc = sl_err_set(err, SL_EUNAVAIL, "authentication checks keep failing");
     free(refs);
     free(ids);
     free(vers);
@@ -904,10 +909,13 @@ notifier_main(void *arg)
         }
         next = expire(a, sl_mono_ns(), &f);
         if (f.n > 0) {
+            a->firing++;
             pthread_cond_broadcast(&a->done);
             pthread_mutex_unlock(&a->lock);
             fire(&f);
             pthread_mutex_lock(&a->lock);
+            a->firing--;
+            pthread_cond_broadcast(&a->done);
             continue;
         }
         if (a->notifier_stop)
@@ -1064,6 +1072,43 @@ gw_audit_post(gw_audit *a, json_t *event)
     }
     push_back(a, it);
     pthread_cond_signal(&a->work);
+    pthread_mutex_unlock(&a->lock);
+}
+
+void
+gw_audit_release_waiters(gw_audit *a)
+{
+    fireset f = {NULL, 0, 0};
+    item *it;
+
+    pthread_mutex_lock(&a->lock);
+    while ((it = a->wait_head) != NULL) {
+        if (it->state == QUEUED) {
+            rewrite_unavailable(it);
+        } else {
+            it->abandoned = 1; /* being written: the writer or the notifier frees it */
+        }
+        tell(a, it, SL_EUNAVAIL, &f);
+    }
+    a->firing++;
+    pthread_mutex_unlock(&a->lock);
+    fire(&f);
+    free(f.w);
+    pthread_mutex_lock(&a->lock);
+    a->firing--;
+    pthread_cond_broadcast(&a->done);
+    pthread_mutex_unlock(&a->lock);
+}
+
+void
+gw_audit_quiet(gw_audit *a)
+{
+    pthread_mutex_lock(&a->lock);
+    while (a->firing > 0) {
+        struct timespec until;
+        sl_deadline_ms(&until, 100);
+        pthread_cond_timedwait(&a->done, &a->lock, &until);
+    }
     pthread_mutex_unlock(&a->lock);
 }
 

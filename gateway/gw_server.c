@@ -1315,6 +1315,18 @@ drop_privileges(const gw_config *cfg, sl_err *err)
     return SL_OK;
 }
 
+/* Waits up to ms for the requests in flight to complete. */
+static void
+wait_active(gw_server *s, int64_t ms)
+{
+    int64_t end = sl_mono_ns() + ms * 1000000;
+
+    while (atomic_load(&s->active) > 0 && sl_mono_ns() < end) {
+        struct timespec ts = {0, 20000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int
 gw_serve(gw_config *cfg)
 {
@@ -1399,13 +1411,17 @@ gw_serve(gw_config *cfg)
     atomic_store(&s->stopping, 1);
     {
         MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
-        int64_t end = sl_mono_ns() + 30LL * 1000000000LL;
         if (lfd != MHD_INVALID_SOCKET)
             close(lfd);
-        while (atomic_load(&s->active) > 0 && sl_mono_ns() < end) {
-            struct timespec ts = {0, 20000000L};
-            nanosleep(&ts, NULL);
+        /* in-flight requests finish: a waiting one within its bound and grace */
+        wait_active(s, (int64_t)cfg->audit_bound_ms + 3000);
+        /* libmicrohttpd must not stop with a suspended connection: whoever still waits
+         * for the trail (the database is away) is answered 503 now, as its bound would */
+        if (atomic_load(&s->active) > 0) {
+            gw_audit_release_waiters(s->audit);
+            wait_active(s, 30000); /* streams and handlers' queries */
         }
+        gw_audit_quiet(s->audit); /* no resume may reach the daemon once it is stopped */
     }
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;

@@ -319,7 +319,7 @@ st_csv_finish(st_csv *p, sl_err *err)
     case FIELD_START:
         if (p->nfields == 0 && p->rec.len == 0)
             break; /* the input ended with a line break (or was empty) */
-        /* fall through: a last record without its line break */
+        /* fall through - a last record without its line break */
     case UNQUOTED:
     case QUOTE_SEEN:
         if ((rc = end_record(p, 0, err)) != SL_OK)

@@ -113,7 +113,7 @@ mkdirs(const char *base, int64_t ds, int64_t ver, sl_err *err)
 static sl_code
 write_file(const char *path, const unsigned char *p, size_t n, sl_err *err)
 {
-    char tmp[PATH_MAX];
+    char tmp[PATH_MAX + 8];
     size_t off = 0;
     int fd;
 

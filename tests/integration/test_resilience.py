@@ -175,6 +175,46 @@ class OutageTest(ServerCase):
 
 class ShutdownTest(unittest.TestCase):
 
+    def test_sigterm_while_requests_wait_for_a_stopped_database(self):
+        """
+        Requests suspended for their audit event while PostgreSQL is away, with a bound
+        longer than the 30 s a stop used to wait: the server still stops cleanly
+        (libmicrohttpd aborts if stopped with a suspended connection), answering them 503
+        when their bound passes.
+        """
+        srv = Server(serve_args=["--audit-bound-ms", "35000"])
+        try:
+            srv.start()
+            for _ in range(3):  # the admin's authentication is now cached: no query needed
+                self.assertEqual(srv.request("GET", "/v1/whoami").status, 200)
+            self.assertEqual(srv.pg_ctl("stop"), 0)
+            statuses, lock = [], threading.Lock()
+
+            def one():
+                try:
+                    st = srv.request("GET", "/v1/whoami", conn=srv.connect(timeout=80)).status
+                except Exception as e:  # noqa: BLE001
+                    st = type(e).__name__
+                with lock:
+                    statuses.append(st)
+
+            threads = [threading.Thread(target=one) for _ in range(4)]
+            for t in threads:
+                t.start()
+            time.sleep(2)
+            t0 = time.time()
+            rc = srv.stop(timeout=90)
+            took = time.time() - t0
+            for t in threads:
+                t.join(timeout=60)
+            log = srv.read_log()
+            self.assertEqual(rc, 0, log[-3000:])
+            self.assertNotIn("Fatal error", log)
+            self.assertEqual(statuses, [503] * 4, log[-2000:])
+            self.assertLess(took, 70, "stopping took %.1f s" % took)
+        finally:
+            srv.close()
+
     def test_sigterm_with_requests_in_flight(self):
         srv = Server(serve_args=["--audit-bound-ms", str(AUDIT_BOUND_MS)])
         try:
