@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -42,6 +43,8 @@ typedef struct {
     double auth_fail_per_min;
     int64_t max_token_ttl_s;
     int master_key_version;
+    char storage[4096]; /* storage directories, comma-separated (absolute paths) */
+    int parity;         /* parity fragments per chunk (the last `parity` directories) */
     char signing_key_id[CRY_KEY_ID_HEX + 1];
 } gw_config;
 
@@ -51,8 +54,25 @@ typedef struct {
     int active;
 } gw_pubkey;
 
+/* What wrapped keys are bound to (their AAD). */
+#define GW_AAD_TOKEN_KEY "sluice:wrapped-key:token-hmac"
+/* Master key versions kept at once (older ones are retired by rotation). */
+#define GW_MAX_MASTERS 16
+
 typedef struct {
-    cry_key *master;  /* 32 bytes */
+    int version;
+    cry_key *key; /* 32 bytes */
+} gw_master;
+
+typedef struct {
+    cry_key *master;    /* the current master key (one of masters[]) */
+    int master_version; /* its version */
+    gw_master masters[GW_MAX_MASTERS];
+    int nmasters;
+    int master_from_env;  /* SLUICE_MASTER_KEY: one version, no rotation */
+    pthread_mutex_t lock; /* masters[], master, master_version after start */
+    int lock_ready;
+    int keyd_fd;      /* the key helper's socket (gw_keys.c), or -1 */
     cry_key *token;   /* token HMAC key, unwrapped from the database */
     cry_key *signing; /* Ed25519 secret key of the active signing key */
     char signing_id[CRY_KEY_ID_HEX + 1];
@@ -70,10 +90,42 @@ sl_code gw_keys_load(const gw_config *cfg, gw_keys *keys, sl_err *err) SL_WUR;
 /* Unwraps (or on first use creates and stores) the token HMAC key. */
 sl_code gw_keys_token(const gw_config *cfg, gw_keys *keys, sl_err *err) SL_WUR;
 void gw_keys_free(gw_keys *keys);
+
+/* ---- master key versions and the key helper (gw_keys.c) ---- */
+/*
+ * Wraps a 32-byte key under the current master key; *version tells which. out holds
+ * n + CRY_WRAP_OVERHEAD bytes.
+ */
+void gw_master_wrap(gw_keys *k, const char *aad, const unsigned char *plain, size_t n,
+                    unsigned char *out, int *version);
+/* Wraps under a given held version (a rotation's new one); aborts when not held. */
+void gw_master_wrap_with(gw_keys *k, int version, const char *aad, const unsigned char *plain,
+                         size_t n, unsigned char *out);
+/* Unwraps under master key `version`; SL_EINVALID when it does not open or that version
+ * is not held. */
+sl_code gw_master_unwrap(gw_keys *k, int version, const char *aad, const unsigned char *in,
+                         size_t n, cry_key **out) SL_WUR;
+/*
+ * Starts the key helper: a small process that keeps the privileges serve started with
+ * (root) so that a rotation can write a new master key file into DIR/keys, which the
+ * unprivileged gateway cannot. It does nothing else: make key file N, remove key file N.
+ * Called before privileges are dropped and before any thread starts.
+ */
+sl_code gw_keyd_start(const gw_config *cfg, gw_keys *k, sl_err *err) SL_WUR;
+void gw_keyd_stop(gw_keys *k);
+/* A new master key version (the highest held + 1), its file written and fsynced by the
+ * helper; held but not current until gw_master_activate. */
+sl_code gw_master_create(gw_keys *k, int *version, sl_err *err) SL_WUR;
+/* Makes a held version current (new wraps use it). */
+void gw_master_activate(gw_keys *k, int version);
+/* Forgets a version that nothing is wrapped by any more and removes its file. */
+sl_code gw_master_retire(gw_keys *k, int version, sl_err *err) SL_WUR;
 /* Reads a whole small file (at most max bytes); *out malloc'd and NUL-terminated. */
 sl_code gw_file_read(const char *path, size_t max, char **out, size_t *len, sl_err *err) SL_WUR;
 /* Writes a file atomically (temp + fsync + rename) with the given mode. */
 sl_code gw_file_write(const char *path, const void *p, size_t n, mode_t mode, sl_err *err) SL_WUR;
+/* Splits cfg->storage into at most max absolute paths (pointers into buf); the count. */
+int gw_storage_dirs(const gw_config *cfg, char *buf, size_t n, const char **dirs, int max);
 /* The unprivileged user: uid/gid, when running as root; 0 when not root. */
 sl_code gw_user_lookup(const char *name, uid_t *uid, gid_t *gid, sl_err *err) SL_WUR;
 
@@ -143,6 +195,9 @@ typedef struct {
     atomic_long audit_overflow;
     atomic_long audit_lat[GW_LAT_BUCKETS + 1]; /* by bucket, last = +Inf */
     atomic_long audit_lat_sum_us;
+    atomic_long store_rebuilt;       /* fragments read around (missing or damaged) */
+    atomic_long store_read_failures; /* chunks that could not be given back intact */
+    atomic_long store_bytes_in;      /* CSV bytes of committed uploads */
 } gw_metrics;
 extern const double gw_lat_bounds[GW_LAT_BUCKETS];
 void gw_metrics_observe(atomic_long *buckets, atomic_long *sum_us, int64_t us);
@@ -209,6 +264,18 @@ sl_code gw_json_principal_create(const json_t *obj, int64_t max_ttl_s, gw_princi
 sl_code gw_json_principal_patch(const json_t *obj, gw_principal_body *out, sl_err *err) SL_WUR;
 sl_code gw_json_token_create(const json_t *obj, int64_t max_ttl_s, int64_t *ttl_s,
                              sl_err *err) SL_WUR;
+
+/* Validates a dataset creation (or, with _patch, change) body; fields borrowed from obj. */
+typedef struct {
+    const char *name;
+    const char *classification;
+    const char *description;
+    const json_t *columns; /* [{"name","type"?,"tags"?}] or NULL */
+} gw_dataset_body;
+sl_code gw_json_dataset_create(const json_t *obj, gw_dataset_body *out, sl_err *err) SL_WUR;
+sl_code gw_json_dataset_patch(const json_t *obj, gw_dataset_body *out, sl_err *err) SL_WUR;
+/* public 0 < internal 1 < confidential 2 < restricted 3; -1 for anything else. */
+int gw_classification_rank(const char *c);
 
 /* ---- command line (gw_cli.c) ---- */
 int gw_cli_main(const char *cmd, int argc, char **argv);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "gw.h"
+#include "st.h"
 
 void
 gw_config_defaults(gw_config *cfg)
@@ -135,11 +136,12 @@ save_config(const gw_config *cfg, sl_err *err)
     json_t *j;
     sl_code rc;
 
-    j = json_pack("{s:s, s:s?, s:s, s:b, s:i, s:s, s:s?, s:s?}", "listen", cfg->listen, "db",
-                  cfg->embedded_pg ? NULL : cfg->conninfo, "run_as", cfg->run_as, "embedded_pg",
-                  cfg->embedded_pg, "master_key_version", cfg->master_key_version, "signing_key_id",
-                  cfg->signing_key_id, "tls_cert", cfg->tls_cert[0] ? cfg->tls_cert : NULL,
-                  "tls_key", cfg->tls_key[0] ? cfg->tls_key : NULL);
+    j = json_pack(
+        "{s:s, s:s?, s:s, s:b, s:i, s:s, s:s?, s:s?, s:s, s:i}", "listen", cfg->listen, "db",
+        cfg->embedded_pg ? NULL : cfg->conninfo, "run_as", cfg->run_as, "embedded_pg",
+        cfg->embedded_pg, "master_key_version", cfg->master_key_version, "signing_key_id",
+        cfg->signing_key_id, "tls_cert", cfg->tls_cert[0] ? cfg->tls_cert : NULL, "tls_key",
+        cfg->tls_key[0] ? cfg->tls_key : NULL, "storage", cfg->storage, "parity", cfg->parity);
     text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(j);
     snprintf(path, sizeof path, "%s/config.json", cfg->data_dir);
@@ -188,7 +190,13 @@ gw_config_load(gw_config *cfg, sl_err *err)
         snprintf(cfg->tls_cert, sizeof cfg->tls_cert, "%s", json_string_value(v));
     if (json_is_string(v = json_object_get(j, "tls_key")))
         snprintf(cfg->tls_key, sizeof cfg->tls_key, "%s", json_string_value(v));
+    if (json_is_string(v = json_object_get(j, "storage")))
+        snprintf(cfg->storage, sizeof cfg->storage, "%s", json_string_value(v));
+    if (json_is_integer(v = json_object_get(j, "parity")))
+        cfg->parity = (int)json_integer_value(v);
     json_decref(j);
+    if (cfg->storage[0] == '\0') /* made before storage was configurable */
+        snprintf(cfg->storage, sizeof cfg->storage, "%s/storage", cfg->data_dir);
     if (cfg->tls_cert[0] == '\0')
         snprintf(cfg->tls_cert, sizeof cfg->tls_cert, "%s/tls/cert.pem", cfg->data_dir);
     if (cfg->tls_key[0] == '\0')
@@ -196,16 +204,39 @@ gw_config_load(gw_config *cfg, sl_err *err)
     return SL_OK;
 }
 
-/* The master key: SLUICE_MASTER_KEY (base64) when set, else keys/master.N.key. */
+/* Adds a master key version to the ring (the current one is the highest). */
 static sl_code
-load_master(const gw_config *cfg, cry_key **out, sl_err *err)
+hold_master(gw_keys *keys, int version, cry_key *k, sl_err *err)
+{
+    if (keys->nmasters == GW_MAX_MASTERS) {
+        cry_key_free(k);
+        return sl_err_set(err, SL_EIO, "more than %d master key versions in keys/", GW_MAX_MASTERS);
+    }
+    keys->masters[keys->nmasters].version = version;
+    keys->masters[keys->nmasters].key = k;
+    keys->nmasters++;
+    if (version > keys->master_version) {
+        keys->master_version = version;
+        keys->master = k;
+    }
+    return SL_OK;
+}
+
+/*
+ * The master keys: SLUICE_MASTER_KEY (base64; one version, that of config.json) when
+ * set, else every keys/master.N.key (the highest N is current; older versions stay until
+ * nothing is wrapped by them).
+ */
+static sl_code
+load_masters(const gw_config *cfg, gw_keys *keys, sl_err *err)
 {
     const char *env = getenv("SLUICE_MASTER_KEY");
-    char path[PATH_MAX + 32], *raw = NULL;
+    char dir[PATH_MAX + 8], path[PATH_MAX + 300], *raw = NULL;
+    struct dirent *d;
+    DIR *dh;
     size_t len = 0;
-    sl_code rc;
+    sl_code rc = SL_OK;
 
-    *out = NULL;
     if (env != NULL && *env != '\0') {
         cry_key *k = cry_key_new(SL_MASTER_KEY_BYTES + 8);
         size_t got = 0;
@@ -214,21 +245,38 @@ load_master(const gw_config *cfg, cry_key **out, sl_err *err)
             return sl_err_set(err, SL_EINVALID, "SLUICE_MASTER_KEY must be the base64 of 32 bytes");
         }
         k->n = SL_MASTER_KEY_BYTES;
-        *out = k;
-        return SL_OK;
+        keys->master_from_env = 1;
+        return hold_master(keys, cfg->master_key_version, k, err);
     }
-    snprintf(path, sizeof path, "%s/keys/master.%d.key", cfg->data_dir, cfg->master_key_version);
-    if ((rc = gw_file_read(path, 64, &raw, &len, err)) != SL_OK)
-        return rc;
-    if (len != SL_MASTER_KEY_BYTES) {
+    snprintf(dir, sizeof dir, "%s/keys", cfg->data_dir);
+    if ((dh = opendir(dir)) == NULL)
+        return sl_err_set(err, SL_EIO, "could not open %s: %s", dir, strerror(errno));
+    while (rc == SL_OK && (d = readdir(dh)) != NULL) {
+        int64_t v;
+        char num[16];
+        size_t n = strlen(d->d_name);
+        if (n < 12 || n > 7 + 9 + 4 || strncmp(d->d_name, "master.", 7) != 0 ||
+            strcmp(d->d_name + n - 4, ".key") != 0)
+            continue;
+        memcpy(num, d->d_name + 7, n - 11);
+        num[n - 11] = '\0';
+        if (sl_parse_i64(num, 1, 1000000, &v) != SL_OK)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, d->d_name);
+        if ((rc = gw_file_read(path, 64, &raw, &len, err)) != SL_OK)
+            break;
+        if (len != SL_MASTER_KEY_BYTES)
+            rc = sl_err_set(err, SL_EIO, "%s must hold exactly 32 bytes", path);
+        else
+            rc = hold_master(keys, (int)v, cry_key_dup(raw, len), err);
         sodium_memzero(raw, len);
         free(raw);
-        return sl_err_set(err, SL_EIO, "%s must hold exactly 32 bytes", path);
+        raw = NULL;
     }
-    *out = cry_key_dup(raw, len);
-    sodium_memzero(raw, len);
-    free(raw);
-    return SL_OK;
+    closedir(dh);
+    if (rc == SL_OK && keys->nmasters == 0)
+        rc = sl_err_set(err, SL_EIO, "no master key in %s (keys/master.N.key)", dir);
+    return rc;
 }
 
 static sl_code
@@ -274,7 +322,10 @@ gw_keys_load(const gw_config *cfg, gw_keys *keys, sl_err *err)
     sl_code rc;
 
     memset(keys, 0, sizeof *keys);
-    if ((rc = load_master(cfg, &keys->master, err)) != SL_OK)
+    pthread_mutex_init(&keys->lock, NULL);
+    keys->lock_ready = 1;
+    keys->keyd_fd = -1;
+    if ((rc = load_masters(cfg, keys, err)) != SL_OK)
         return rc;
     snprintf(path, sizeof path, "%s/keys/signing.%s.key", cfg->data_dir, cfg->signing_key_id);
     if ((rc = gw_file_read(path, 128, &raw, &len, err)) != SL_OK)
@@ -298,7 +349,7 @@ gw_keys_load(const gw_config *cfg, gw_keys *keys, sl_err *err)
 sl_code
 gw_keys_token(const gw_config *cfg, gw_keys *keys, sl_err *err)
 {
-    static const char aad[] = "sluice:wrapped-key:token-hmac";
+    static const char aad[] = GW_AAD_TOKEN_KEY;
     unsigned char *blob = NULL;
     size_t len = 0;
     int ver = 0;
@@ -311,16 +362,18 @@ gw_keys_token(const gw_config *cfg, gw_keys *keys, sl_err *err)
     if (rc == SL_ENOTFOUND) {
         cry_key *k = cry_key_random(CRY_KEY_BYTES);
         unsigned char w[CRY_KEY_BYTES + CRY_WRAP_OVERHEAD];
-        cry_wrap(keys->master, aad, k->p, k->n, w);
-        rc = db_wrapped_key_put(c, "token-hmac", cfg->master_key_version, w, sizeof w, err);
+        gw_master_wrap(keys, aad, k->p, k->n, w, &ver);
+        rc = db_wrapped_key_put(c, "token-hmac", ver, w, sizeof w, err);
         if (rc == SL_OK)
             keys->token = k;
         else
             cry_key_free(k);
     } else if (rc == SL_OK) {
-        if (cry_unwrap(keys->master, aad, blob, len, &keys->token) != SL_OK)
+        if (gw_master_unwrap(keys, ver, aad, blob, len, &keys->token) != SL_OK)
             rc = sl_err_set(err, SL_EIO,
-                            "could not unwrap the token key: wrong master key for this database");
+                            "could not unwrap the token key: wrong master key for this database "
+                            "(or its version %d is missing from keys/)",
+                            ver);
     }
     free(blob);
     PQfinish(c);
@@ -330,7 +383,12 @@ gw_keys_token(const gw_config *cfg, gw_keys *keys, sl_err *err)
 void
 gw_keys_free(gw_keys *keys)
 {
-    cry_key_free(keys->master);
+    int i;
+
+    for (i = 0; i < keys->nmasters; i++)
+        cry_key_free(keys->masters[i].key);
+    if (keys->lock_ready)
+        pthread_mutex_destroy(&keys->lock);
     cry_key_free(keys->token);
     cry_key_free(keys->signing);
     memset(keys, 0, sizeof *keys);
@@ -374,6 +432,61 @@ make_keys(gw_config *cfg, sl_err *err)
     snprintf(path, sizeof path, "%s/keys/signing.%s.pub", cfg->data_dir, cfg->signing_key_id);
     strncat(b64, "\n", sizeof b64 - strlen(b64) - 1);
     return gw_file_write(path, b64, strlen(b64), 0644, err);
+}
+
+int
+gw_storage_dirs(const gw_config *cfg, char *buf, size_t n, const char **dirs, int max)
+{
+    char *p, *save = NULL;
+    int count = 0;
+
+    snprintf(buf, n, "%s", cfg->storage);
+    for (p = strtok_r(buf, ",", &save); p != NULL; p = strtok_r(NULL, ",", &save)) {
+        if (count == max)
+            return max + 1;
+        dirs[count++] = p;
+    }
+    return count;
+}
+
+/* The storage directories: made (0700) and, when run as root, given to the run-as user,
+ * who writes the fragments. */
+static sl_code
+make_storage(gw_config *cfg, sl_err *err)
+{
+    char buf[sizeof cfg->storage];
+    const char *dirs[ST_MAX_FRAGMENTS];
+    int n, i, j;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    sl_code rc;
+
+    if (cfg->storage[0] == '\0')
+        snprintf(cfg->storage, sizeof cfg->storage, "%s/storage", cfg->data_dir);
+    n = gw_storage_dirs(cfg, buf, sizeof buf, dirs, ST_MAX_FRAGMENTS);
+    if (n < 1 || n > ST_MAX_FRAGMENTS)
+        return sl_err_set(err, SL_EINVALID, "--storage takes 1 to %d directories",
+                          ST_MAX_FRAGMENTS);
+    if (cfg->parity >= n)
+        return sl_err_set(err, SL_EINVALID,
+                          "--parity %d needs more than %d storage directories (it has %d)",
+                          cfg->parity, cfg->parity, n);
+    for (i = 0; i < n; i++) {
+        if (dirs[i][0] != '/' || strlen(dirs[i]) > 512)
+            return sl_err_set(err, SL_EINVALID, "storage directories must be absolute paths");
+        for (j = 0; j < i; j++)
+            if (strcmp(dirs[i], dirs[j]) == 0)
+                return sl_err_set(err, SL_EINVALID, "storage directory %s is named twice", dirs[i]);
+    }
+    if (geteuid() == 0 && (rc = gw_user_lookup(cfg->run_as, &uid, &gid, err)) != SL_OK)
+        return rc;
+    for (i = 0; i < n; i++) {
+        if ((rc = mkdir_mode(dirs[i], 0700, err)) != SL_OK)
+            return rc;
+        if (geteuid() == 0 && chown(dirs[i], uid, gid) != 0)
+            return sl_err_set(err, SL_EIO, "could not chown %s: %s", dirs[i], strerror(errno));
+    }
+    return SL_OK;
 }
 
 static sl_code
@@ -491,6 +604,8 @@ gw_init(gw_config *cfg, int tls_given, sl_err *err)
     if ((rc = make_keys(cfg, err)) != SL_OK)
         return rc;
     if (!tls_given && (rc = make_tls(cfg, err)) != SL_OK)
+        return rc;
+    if ((rc = make_storage(cfg, err)) != SL_OK)
         return rc;
     if (cfg->embedded_pg) {
         gw_pg_conninfo(cfg->data_dir, cfg->conninfo, sizeof cfg->conninfo);

@@ -6,12 +6,19 @@
 #define GW_HTTP_H
 
 #include "gw.h"
+#include "st.h"
 
 #define GW_MAX_PARAMS 4
 #define GW_NSTATUS    20
 
 struct gw_route;
 typedef void (*gw_handler)(gw_req *r);
+
+#define GW_BODY_NONE 0
+#define GW_BODY_JSON 1
+/* A text/csv body fed to the handler as it arrives: the handler runs once the headers
+ * are in (authenticated from the database, roles checked) and sets the up_* callbacks. */
+#define GW_BODY_CSV 2
 
 /* Roles a route requires (any of), or none for "any principal". */
 typedef struct gw_route {
@@ -21,7 +28,7 @@ typedef struct gw_route {
     gw_handler fn;
     int auth;             /* 1: a bearer token is required */
     int audited;          /* 0 only for /healthz, /readyz, /metrics */
-    int body;             /* 1: a JSON body is accepted */
+    int body;             /* GW_BODY_NONE, GW_BODY_JSON, or GW_BODY_CSV (streamed) */
     const char *roles[3]; /* any of these roles; {NULL} = any principal */
 } gw_route;
 
@@ -31,6 +38,7 @@ struct gw_server {
     db_pool *pool;
     gw_audit *audit;
     gw_ratelimit *rl;
+    st_storage *storage;
     gw_authcache *auth_cache;
     struct MHD_Daemon *daemon;
     atomic_int active; /* requests between the request line and completion */
@@ -85,6 +93,17 @@ struct gw_req {
     int streaming;
     /* a mutation's transaction, committed only after its audit event is */
     PGconn *txn;
+    int committed;                   /* it was */
+    void (*after_commit)(gw_req *r); /* then runs (e.g. removing shredded fragments) */
+    /* a streamed body (GW_BODY_CSV): each piece, then the end (which answers) */
+    sl_code (*up_feed)(gw_req *r, const char *p, size_t n, sl_err *err);
+    void (*up_end)(gw_req *r);
+    void (*up_release)(gw_req *r); /* always called once the request completes */
+    void *up;
+    int up_failed;
+    /* data answers: the policy that decided and the columns masked */
+    char x_policy_version[24];
+    char x_masked[SL_MAX_AUDIT_TEXT + 1];
     /* the audit event */
     char action[48];
     char resource[SL_MAX_AUDIT_TEXT + 1];
@@ -127,6 +146,23 @@ void gw_h_token_revoke(gw_req *r);
 void gw_h_audit_export(gw_req *r);
 void gw_h_audit_verify(gw_req *r);
 void gw_h_audit_checkpoints(gw_req *r);
+void gw_h_dataset_create(gw_req *r);
+void gw_h_dataset_list(gw_req *r);
+void gw_h_dataset_show(gw_req *r);
+void gw_h_dataset_patch(gw_req *r);
+void gw_h_version_upload(gw_req *r);
+void gw_h_version_show(gw_req *r);
+void gw_h_version_rows(gw_req *r);
+void gw_h_version_delete(gw_req *r);
+void gw_h_keys_rotate(gw_req *r);
+void gw_h_store_scrub(gw_req *r);
+
+/* An audit event for something that happens after the answer began (a stream that fails
+ * midway): the request's event as it stands, to be changed and posted. */
+json_t *gw_event_now(gw_req *r);
+/* Startup: removes the fragments of versions that are neither live nor being uploaded
+ * (uploads a crash interrupted, shredded versions whose removal did not finish). */
+sl_code gw_store_recover(gw_server *s, sl_err *err) SL_WUR;
 
 /*
  * Takes a pooled connection and opens the transaction of a mutation; the HTTP core

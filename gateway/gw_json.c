@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gw.h"
+#include "st.h"
 
 static int
 depth_ok(const json_t *v, int depth)
@@ -271,4 +272,190 @@ gw_json_token_create(const json_t *obj, int64_t max_ttl_s, int64_t *ttl_s, sl_er
     if ((rc = gw_json_only(obj, allowed, err)) != SL_OK)
         return rc;
     return check_ttl(json_object_get(obj, "ttl_seconds"), max_ttl_s, ttl_s, err);
+}
+
+/* A column tag: a short lowercase word. */
+static int
+tag_valid(const char *t)
+{
+    size_t i, n = strlen(t);
+
+    if (n < 1 || n > 32 || !(t[0] >= 'a' && t[0] <= 'z'))
+        return 0;
+    for (i = 1; i < n; i++)
+        if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= '0' && t[i] <= '9') || t[i] == '_' ||
+              t[i] == '-'))
+            return 0;
+    return 1;
+}
+
+/* A column name as a CSV header may hold it: 1 to 128 bytes of UTF-8, printable. */
+static int
+column_name_valid(const char *s, size_t n)
+{
+    size_t i;
+
+    if (n < 1 || n > 128 || !sl_utf8_valid(s, n))
+        return 0;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+static sl_code
+check_tags(const json_t *tags, size_t col, sl_err *err)
+{
+    size_t i, j;
+    json_t *t;
+
+    if (!json_is_array(tags) || json_array_size(tags) > 16)
+        return sl_err_set(err, SL_EINVALID, "columns[%zu].tags must be an array of at most 16 tags",
+                          col);
+    json_array_foreach(tags, i, t)
+    {
+        if (!json_is_string(t) || !tag_valid(json_string_value(t)))
+            return sl_err_set(err, SL_EINVALID,
+                              "columns[%zu].tags[%zu] must match ^[a-z][a-z0-9_-]{0,31}$", col, i);
+        for (j = 0; j < i; j++)
+            if (strcmp(json_string_value(json_array_get(tags, j)), json_string_value(t)) == 0)
+                return sl_err_set(err, SL_EINVALID, "columns[%zu].tags[%zu] repeats a tag", col, i);
+    }
+    return SL_OK;
+}
+
+/* columns: [{"name", "type"?, "tags"?}]; with_types 0 refuses "type" (PATCH). */
+static sl_code
+check_columns(const json_t *cols, int with_types, sl_err *err)
+{
+    static const char *const create_keys[] = {"name", "type", "tags", NULL};
+    static const char *const patch_keys[] = {"name", "tags", NULL};
+    size_t i, j;
+    json_t *c;
+
+    if (!json_is_array(cols) || json_array_size(cols) < 1 ||
+        json_array_size(cols) > SL_MAX_CSV_COLUMNS)
+        return sl_err_set(err, SL_EINVALID, "field \"columns\" must be an array of 1 to %d columns",
+                          SL_MAX_CSV_COLUMNS);
+    json_array_foreach(cols, i, c)
+    {
+        const json_t *name = json_object_get(c, "name"), *type = json_object_get(c, "type");
+        const json_t *tags = json_object_get(c, "tags");
+        if (!json_is_object(c))
+            return sl_err_set(err, SL_EINVALID, "columns[%zu] must be an object", i);
+        if (gw_json_only(c, with_types ? create_keys : patch_keys, err) != SL_OK)
+            return sl_err_set(err, SL_EINVALID, "columns[%zu]: %s", i, err->msg);
+        if (!json_is_string(name) ||
+            !column_name_valid(json_string_value(name), json_string_length(name)))
+            return sl_err_set(err, SL_EINVALID,
+                              "columns[%zu].name must be 1 to 128 bytes of printable UTF-8", i);
+        for (j = 0; j < i; j++)
+            if (strcmp(json_string_value(json_object_get(json_array_get(cols, j), "name")),
+                       json_string_value(name)) == 0)
+                return sl_err_set(err, SL_EINVALID, "columns[%zu] repeats a column name", i);
+        if (type != NULL) {
+            st_type t;
+            if (!json_is_string(type) || st_type_parse(json_string_value(type), &t) != SL_OK)
+                return sl_err_set(err, SL_EINVALID,
+                                  "columns[%zu].type must be float64, int64, bool or string", i);
+        }
+        if (tags != NULL && check_tags(tags, i, err) != SL_OK)
+            return err->code;
+    }
+    return SL_OK;
+}
+
+static const char *const classifications[] = {"public", "internal", "confidential", "restricted",
+                                              NULL};
+
+int
+gw_classification_rank(const char *c)
+{
+    int i;
+
+    for (i = 0; classifications[i] != NULL; i++)
+        if (strcmp(c, classifications[i]) == 0)
+            return i;
+    return -1;
+}
+
+static sl_code
+check_text(const json_t *v, const char *field, size_t max, sl_err *err)
+{
+    if (!json_is_string(v) || json_string_length(v) > max)
+        return sl_err_set(err, SL_EINVALID, "field \"%s\" must be a string of at most %zu bytes",
+                          field, max);
+    return SL_OK;
+}
+
+sl_code
+gw_json_dataset_create(const json_t *obj, gw_dataset_body *out, sl_err *err)
+{
+    static const char *const allowed[] = {"name",    "classification", "description",
+                                          "columns", "retention",      NULL};
+    const json_t *name = json_object_get(obj, "name"),
+                 *cls = json_object_get(obj, "classification");
+    const json_t *desc = json_object_get(obj, "description"),
+                 *ret = json_object_get(obj, "retention");
+    sl_code rc;
+
+    memset(out, 0, sizeof *out);
+    if ((rc = gw_json_only(obj, allowed, err)) != SL_OK)
+        return rc;
+    if (!json_is_string(name) || !sl_name_valid(json_string_value(name)))
+        return sl_err_set(err, SL_EINVALID,
+                          "field \"name\" must be a name matching ^[a-z][a-z0-9_.-]{0,62}$");
+    out->name = json_string_value(name);
+    if (!json_is_string(cls) || gw_classification_rank(json_string_value(cls)) < 0)
+        return sl_err_set(err, SL_EINVALID,
+                          "field \"classification\" must be public, internal, confidential or "
+                          "restricted");
+    out->classification = json_string_value(cls);
+    out->description = "";
+    if (desc != NULL) {
+        if ((rc = check_text(desc, "description", 4096, err)) != SL_OK)
+            return rc;
+        out->description = json_string_value(desc);
+    }
+    out->columns = json_object_get(obj, "columns");
+    if (out->columns != NULL && (rc = check_columns(out->columns, 1, err)) != SL_OK)
+        return rc;
+    if (ret != NULL && !json_is_null(ret))
+        return sl_err_set(err, SL_EINVALID,
+                          "field \"retention\" is not accepted yet: retention rules arrive with "
+                          "PUT /v1/datasets/{ds}/retention");
+    return SL_OK;
+}
+
+sl_code
+gw_json_dataset_patch(const json_t *obj, gw_dataset_body *out, sl_err *err)
+{
+    static const char *const allowed[] = {"description", "classification", "columns", NULL};
+    const json_t *cls = json_object_get(obj, "classification");
+    const json_t *desc = json_object_get(obj, "description");
+    sl_code rc;
+
+    memset(out, 0, sizeof *out);
+    if ((rc = gw_json_only(obj, allowed, err)) != SL_OK)
+        return rc;
+    if (json_object_size(obj) == 0)
+        return sl_err_set(err, SL_EINVALID,
+                          "nothing to change: give \"description\", \"classification\" or "
+                          "\"columns\"");
+    if (cls != NULL) {
+        if (!json_is_string(cls) || gw_classification_rank(json_string_value(cls)) < 0)
+            return sl_err_set(err, SL_EINVALID,
+                              "field \"classification\" must be public, internal, confidential "
+                              "or restricted");
+        out->classification = json_string_value(cls);
+    }
+    if (desc != NULL) {
+        if ((rc = check_text(desc, "description", 4096, err)) != SL_OK)
+            return rc;
+        out->description = json_string_value(desc);
+    }
+    out->columns = json_object_get(obj, "columns");
+    if (out->columns != NULL && (rc = check_columns(out->columns, 0, err)) != SL_OK)
+        return rc;
+    return SL_OK;
 }

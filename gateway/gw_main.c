@@ -44,7 +44,13 @@ static const struct {
              "  --db CONNINFO       use this PostgreSQL server instead of an embedded one; the\n"
              "                      role must be able to create roles and own the schema\n"
              "  --user NAME         unprivileged user for PostgreSQL and the gateway when run\n"
-             "                      as root (default sluice)\n"},
+             "                      as root (default sluice)\n"
+             "  --storage DIR,...   directories for dataset fragments, one fragment of every\n"
+             "                      chunk in each (default DIR/storage); absolute paths,\n"
+             "                      created when missing; fixed for the data directory's life\n"
+             "  --parity M          Reed-Solomon parity fragments per chunk, kept in the last M\n"
+             "                      storage directories: any M directories may be lost\n"
+             "                      (default 0; fewer than the number of directories)\n"},
     {"serve", "usage: sluice serve --data-dir DIR [--listen HOST:PORT] [--db CONNINFO] [options]\n"
               "\n"
               "Runs the HTTPS gateway in the foreground. Starts the embedded PostgreSQL (unless\n"
@@ -176,6 +182,16 @@ gateway_opts(const char *cmd, int argc, char **argv, gw_config *cfg, int *tls_gi
             NEED();
             snprintf(cfg->tls_key, sizeof cfg->tls_key, "%s", val);
             (*tls_given)++;
+        } else if (strcmp(o, "--storage") == 0 && strcmp(cmd, "init") == 0) {
+            NEED();
+            if (strlen(val) >= sizeof cfg->storage)
+                return bad_usage(cmd, "--storage list too long");
+            snprintf(cfg->storage, sizeof cfg->storage, "%s", val);
+        } else if (strcmp(o, "--parity") == 0 && strcmp(cmd, "init") == 0) {
+            NEED();
+            if ((rc = int_opt(cmd, o, val, 0, 31, &v)) != 0)
+                return rc;
+            cfg->parity = (int)v;
         } else if (strcmp(o, "--user") == 0) {
             NEED();
             snprintf(cfg->run_as, sizeof cfg->run_as, "%s", val);

@@ -89,6 +89,58 @@ static const gw_route routes[] = {
      1,
      0,
      {"admin", "auditor", NULL}},
+    {"POST", "/v1/keys/rotate", "keys.rotate", gw_h_keys_rotate, 1, 1, 0, {"admin", NULL}},
+    {"POST", "/v1/store/scrub", "store.scrub", gw_h_store_scrub, 1, 1, 0, {"admin", NULL}},
+    {"POST",
+     "/v1/datasets",
+     "dataset.create",
+     gw_h_dataset_create,
+     1,
+     1,
+     GW_BODY_JSON,
+     {"owner", "admin", NULL}},
+    {"GET", "/v1/datasets", "dataset.list", gw_h_dataset_list, 1, 1, 0, {NULL}},
+    {"GET", "/v1/datasets/{ds}", "dataset.describe", gw_h_dataset_show, 1, 1, 0, {NULL}},
+    {"PATCH",
+     "/v1/datasets/{ds}",
+     "dataset.manage",
+     gw_h_dataset_patch,
+     1,
+     1,
+     GW_BODY_JSON,
+     {NULL}},
+    {"POST",
+     "/v1/datasets/{ds}/versions",
+     "dataset.write",
+     gw_h_version_upload,
+     1,
+     1,
+     GW_BODY_CSV,
+     {NULL}},
+    {"GET",
+     "/v1/datasets/{ds}/versions/{v}",
+     "dataset.describe",
+     gw_h_version_show,
+     1,
+     1,
+     0,
+     {NULL}},
+    {"GET",
+     "/v1/datasets/{ds}/versions/{v}/rows",
+     "dataset.read",
+     gw_h_version_rows,
+     1,
+     1,
+     0,
+     {NULL}},
+    {"DELETE",
+     "/v1/datasets/{ds}/versions/{v}",
+     "dataset.delete",
+     gw_h_version_delete,
+     1,
+     1,
+     0,
+     {NULL}},
     {"GET",
      "/v1/audit/checkpoints",
      "audit.checkpoints",
@@ -388,6 +440,17 @@ h_metrics(gw_req *r)
          atomic_load(&gw_stats.audit_overflow), atomic_load(&gw_stats.auth_failures),
          atomic_load(&gw_stats.rate_limited), atomic_load(&gw_stats.auth_cache_hits),
          atomic_load(&gw_stats.auth_claims_failed));
+    mput(&b,
+         "# HELP sluice_store_fragments_rebuilt_total Fragments missing or damaged that reads "
+         "rebuilt from parity.\n# TYPE sluice_store_fragments_rebuilt_total counter\n"
+         "sluice_store_fragments_rebuilt_total %ld\n"
+         "# HELP sluice_store_read_failures_total Chunks that could not be given back intact "
+         "(beyond parity).\n# TYPE sluice_store_read_failures_total counter\n"
+         "sluice_store_read_failures_total %ld\n"
+         "# HELP sluice_store_upload_bytes_total CSV bytes of committed uploads.\n"
+         "# TYPE sluice_store_upload_bytes_total counter\nsluice_store_upload_bytes_total %ld\n",
+         atomic_load(&gw_stats.store_rebuilt), atomic_load(&gw_stats.store_read_failures),
+         atomic_load(&gw_stats.store_bytes_in));
     mput(&b, "# HELP sluice_audit_commit_seconds Time of one group commit.\n"
              "# TYPE sluice_audit_commit_seconds histogram\n");
     histogram(&b, "sluice_audit_commit_seconds", gw_stats.audit_lat, &gw_stats.audit_lat_sum_us);
@@ -520,6 +583,12 @@ build_event(gw_req *r)
                        "status", status, "bytes", "client", "?", "detail");
     }
     return ev;
+}
+
+json_t *
+gw_event_now(gw_req *r)
+{
+    return build_event(r);
 }
 
 /* ---- authentication ---- */
@@ -772,6 +841,10 @@ add_common_headers(gw_req *r, struct MHD_Response *resp)
     }
     if (r->location[0] != '\0')
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+    if (r->x_policy_version[0] != '\0') {
+        MHD_add_response_header(resp, "X-Sluice-Policy-Version", r->x_policy_version);
+        MHD_add_response_header(resp, "X-Sluice-Masked-Columns", r->x_masked);
+    }
     if (atomic_load(&r->srv->stopping)) /* stopping: let keep-alive clients go */
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     return MHD_YES;
@@ -888,6 +961,7 @@ end_txn(gw_req *r, int commit)
         if (!ok)
             sl_error("request %s: commit after its audit event failed: %s", r->request_id,
                      err.detail);
+        r->committed = ok;
     } else {
         db_rollback(r->txn);
     }
@@ -959,6 +1033,8 @@ after_event(gw_req *r)
         }
         r->location[0] = '\0';
         reply_code(r, SL_EUNAVAIL, "the audit trail is unavailable; nothing was served");
+    } else if (r->status >= 400) {
+        end_txn(r, 0); /* a refusal changes nothing, whatever the handler did first */
     } else if (!end_txn(r, 1)) {
         /* the event says it happened, the database says not: record the correction */
         json_t *fix;
@@ -970,6 +1046,8 @@ after_event(gw_req *r)
                  (long long)r->wait.seq);
         fix = build_event(r);
         gw_audit_post(r->srv->audit, fix);
+    } else if (r->after_commit != NULL) {
+        r->after_commit(r);
     }
     return send_answer(r);
 }
@@ -1006,7 +1084,8 @@ finish(gw_req *r)
         gw_audit_submit(r->srv->audit, ev, &r->wait);
         return MHD_YES;
     }
-    end_txn(r, 1);
+    if (end_txn(r, r->status < 400) && r->committed && r->after_commit != NULL)
+        r->after_commit(r);
     return send_answer(r);
 }
 
@@ -1059,6 +1138,70 @@ header_count(struct MHD_Connection *conn, const char *name)
 
     MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &c);
     return c.n;
+}
+
+static int
+content_type_csv(gw_req *r)
+{
+    const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+    size_t n = strlen("text/csv");
+
+    return ct != NULL && strncasecmp(ct, "text/csv", n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+static int authorize_route(gw_req *r);
+
+/*
+ * A streamed upload: authenticated and checked as soon as its headers are in, so that a
+ * refused one is answered before its body is read; the handler then takes the body a
+ * piece at a time. Always authenticated from the database: a cached authentication is
+ * only a claim checked at commit, and a body already consumed cannot be made anew.
+ */
+static enum MHD_Result
+begin_upload(gw_req *r)
+{
+    r->auth_fresh = 1;
+    if (!authenticate(r) || !authorize_route(r))
+        return finish(r);
+    if (!content_type_csv(r)) {
+        gw_reply_error(r, SL_EMEDIA, "an upload's body must be text/csv");
+        return finish(r);
+    }
+    r->route->fn(r);
+    if (r->status != 0 || r->up_feed == NULL) {
+        if (r->status == 0)
+            gw_reply_error(r, SL_EUNAVAIL, "the upload could not begin");
+        return finish(r);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result
+upload_piece(gw_req *r, const char *data, size_t *size)
+{
+    sl_err err;
+
+    if (*size > 0) {
+        size_t got = *size;
+        *size = 0;
+        if (r->up_failed) {
+            /* answer once the client has had a chance to stop sending (see body limits) */
+            r->discarded += got;
+            if (r->discarded > SL_MAX_DISCARD)
+                return finish(r);
+            return MHD_YES;
+        }
+        sl_err_clear(&err);
+        if (r->up_feed(r, data, got, &err) != SL_OK) {
+            r->up_failed = 1;
+            gw_reply_err(r, &err);
+        }
+        return MHD_YES;
+    }
+    if (!r->up_failed)
+        r->up_end(r);
+    return finish(r);
 }
 
 static enum MHD_Result
@@ -1124,14 +1267,18 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
                 gw_reply_error(r, SL_EBADREQ, "bad Content-Length");
                 return finish(r);
             }
-            if (len > SL_MAX_JSON_BODY) {
+            if (len > SL_MAX_JSON_BODY && (r->route == NULL || r->route->body != GW_BODY_CSV)) {
                 gw_reply_error(r, SL_ETOOLARGE, "request body larger than %d bytes",
                                SL_MAX_JSON_BODY);
                 return finish(r);
             }
         }
+        if (r->route != NULL && r->route->body == GW_BODY_CSV)
+            return begin_upload(r);
         return MHD_YES;
     }
+    if (r->up_feed != NULL)
+        return upload_piece(r, upload_data, upload_data_size);
     if (*upload_data_size > 0) {
         size_t got = *upload_data_size;
         *upload_data_size = 0;
@@ -1164,27 +1311,36 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
     return dispatch(r);
 }
 
+/* 1 when the principal holds one of the route's roles (or it needs none); else the
+ * answer is set. */
+static int
+authorize_route(gw_req *r)
+{
+    int i, ok = 0;
+
+    if (r->route->roles[0] == NULL)
+        return 1;
+    for (i = 0; r->route->roles[i] != NULL; i++)
+        ok |= gw_has_role(r, r->route->roles[i]);
+    if (!ok) {
+        gw_reason(r, "requires role %s%s%s", r->route->roles[0], r->route->roles[1] ? " or " : "",
+                  r->route->roles[1] ? r->route->roles[1] : "");
+        gw_reply_error(r, SL_EDENIED, "this needs the role %s%s%s", r->route->roles[0],
+                       r->route->roles[1] ? " or " : "",
+                       r->route->roles[1] ? r->route->roles[1] : "");
+    }
+    return ok;
+}
+
 /* Authenticates, checks the route's roles and runs its handler; then the event. */
 static enum MHD_Result
 dispatch(gw_req *r)
 {
     if (r->route->auth && !authenticate(r))
         return finish(r);
-    if (r->route->roles[0] != NULL) {
-        int i, ok = 0;
-        for (i = 0; r->route->roles[i] != NULL; i++)
-            ok |= gw_has_role(r, r->route->roles[i]);
-        if (!ok) {
-            gw_reason(r, "requires role %s%s%s", r->route->roles[0],
-                      r->route->roles[1] ? " or " : "",
-                      r->route->roles[1] ? r->route->roles[1] : "");
-            gw_reply_error(r, SL_EDENIED, "this needs the role %s%s%s", r->route->roles[0],
-                           r->route->roles[1] ? " or " : "",
-                           r->route->roles[1] ? r->route->roles[1] : "");
-            return finish(r);
-        }
-    }
-    if (r->route->body && r->body.len > 0 && !content_type_json(r)) {
+    if (!authorize_route(r))
+        return finish(r);
+    if (r->route->body == GW_BODY_JSON && r->body.len > 0 && !content_type_json(r)) {
         gw_reply_error(r, SL_EMEDIA, "request body must be application/json");
         return finish(r);
     }
@@ -1230,7 +1386,10 @@ completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (r->txn != NULL) {
         db_rollback(r->txn);
         db_release(s->pool, r->txn, 1);
+        r->txn = NULL;
     }
+    if (r->up_release != NULL)
+        r->up_release(r);
     db_principal_clear(&r->who);
     json_decref(r->detail);
     sl_buf_free(&r->body);
@@ -1365,6 +1524,16 @@ gw_serve(gw_config *cfg)
         goto out;
     if (listen_socket(cfg->listen, &fd, &v6, &err) != SL_OK)
         goto out;
+    {
+        char buf[sizeof cfg->storage];
+        const char *dirs[ST_MAX_FRAGMENTS];
+        int n = gw_storage_dirs(cfg, buf, sizeof buf, dirs, ST_MAX_FRAGMENTS);
+        if (st_storage_new(dirs, n, cfg->parity, &s->storage, &err) != SL_OK)
+            goto out;
+    }
+    /* before any thread starts: the key helper is a fork */
+    if (gw_keyd_start(cfg, &keys, &err) != SL_OK)
+        goto out;
     /* started while still root, so its threads can be given precedence (gw_audit_start) */
     s->audit = gw_audit_start(cfg->conninfo, &keys, cfg->audit_bound_ms);
     if (drop_privileges(cfg, &err) != SL_OK)
@@ -1375,6 +1544,8 @@ gw_serve(gw_config *cfg)
     s->pool = db_pool_new(cfg->conninfo, cfg->db_pool);
     s->rl = gw_ratelimit_new(cfg->auth_fail_burst, cfg->auth_fail_per_min);
     s->auth_cache = gw_authcache_new(SL_AUTH_CACHE_TTL_S);
+    if (gw_store_recover(s, &err) != SL_OK)
+        goto out;
     /*
      * A few event-loop threads (epoll), each serving many connections: a request waiting
      * for its audit event is suspended, not parked on a thread, and resumed by the
@@ -1443,6 +1614,8 @@ out:
         sl_error("could not stop the embedded PostgreSQL: %s", err.msg);
     free(cert);
     cry_pem_free(key);
+    gw_keyd_stop(&keys);
+    st_storage_free(s->storage);
     gw_keys_free(&keys);
     free(s);
     if (rcode == 0)

@@ -115,6 +115,88 @@ sl_code db_wrapped_key_get(PGconn *c, const char *purpose, int *master_version,
 sl_code db_wrapped_key_put(PGconn *c, const char *purpose, int master_version,
                            const unsigned char *blob, size_t len, sl_err *err) SL_WUR;
 
+/* Datasets (0004_datasets.sql). JSON documents are new references the caller owns. */
+typedef struct {
+    int64_t id;
+    int64_t owner_id;
+    char name[SL_MAX_NAME + 1];
+    char classification[16];
+    json_t *doc; /* {name, classification, owner, description, columns, versions, latest,
+                    created_at} */
+} db_dataset;
+void db_dataset_clear(db_dataset *d);
+/* SL_ECONFLICT when the name is taken. */
+sl_code db_dataset_insert(PGconn *c, const char *name, int64_t owner_id, const char *classification,
+                          const char *description, const json_t *columns, int64_t *id,
+                          sl_err *err) SL_WUR;
+/* SL_ENOTFOUND when absent; for_update locks the row until the transaction ends. */
+sl_code db_dataset_get(PGconn *c, const char *name, int for_update, db_dataset *out,
+                       sl_err *err) SL_WUR;
+/* Summaries after `after` by name, of one owner (owner_id > 0) or all. */
+sl_code db_dataset_list(PGconn *c, int64_t owner_id, const char *after, int limit, json_t **items,
+                        int *more, sl_err *err) SL_WUR;
+/* Changes what is not NULL. */
+sl_code db_dataset_update(PGconn *c, int64_t id, const char *description,
+                          const char *classification, const json_t *columns, sl_err *err) SL_WUR;
+
+/* A data key wrapped by a master key: 32 bytes + CRY_WRAP_OVERHEAD. */
+#define DB_WRAPPED_DATA_KEY 72
+typedef struct {
+    int64_t dataset_id;
+    int version;
+    int master_version;
+    int key_version;
+    unsigned char wrapped[DB_WRAPPED_DATA_KEY];
+    json_t *manifest; /* as st_ingest_finish made it */
+    json_t *doc;      /* {version, rows, bytes_in, bytes_stored, sha256, row_groups,
+                         created_by, created_at} */
+} db_version;
+void db_version_clear(db_version *v);
+/* Takes the dataset's next version number (never given twice). */
+sl_code db_version_next(PGconn *c, int64_t dataset_id, int *version, sl_err *err) SL_WUR;
+/* Records an upload in progress (not visible) with its wrapped data key. */
+sl_code db_version_insert(PGconn *c, int64_t dataset_id, int version, int64_t created_by,
+                          int master_version, const unsigned char *wrapped, size_t wrapped_len,
+                          sl_err *err) SL_WUR;
+/* The key lock (DB_LOCK_KEYS) for the caller's transaction: shared or exclusive. */
+sl_code db_lock_keys(PGconn *c, int exclusive, sl_err *err) SL_WUR;
+/* Makes an upload's version live with its manifest (in the caller's transaction). */
+sl_code db_version_publish(PGconn *c, int64_t dataset_id, int version, const json_t *manifest,
+                           sl_err *err) SL_WUR;
+/* Forgets an upload that failed (its number is not given again). */
+sl_code db_version_discard(PGconn *c, int64_t dataset_id, int version, sl_err *err) SL_WUR;
+/* A live version (0 = the latest); SL_ENOTFOUND when none. */
+sl_code db_version_get(PGconn *c, int64_t dataset_id, int version, int for_update, db_version *out,
+                       sl_err *err) SL_WUR;
+/* Destroys a live version's wrapped key (crypto-shredding); SL_ENOTFOUND when not live. */
+sl_code db_version_shred(PGconn *c, int64_t dataset_id, int version, sl_err *err) SL_WUR;
+/* Every version whose fragments must be kept: live ones and uploads in progress. */
+typedef struct {
+    int64_t dataset_id;
+    int version;
+    int uploading;
+} db_version_ref;
+sl_code db_versions_live(PGconn *c, db_version_ref **out, size_t *n, sl_err *err) SL_WUR;
+/* Forgets every upload in progress (at start: a crash interrupted them); *n how many. */
+sl_code db_versions_drop_uploading(PGconn *c, int64_t *n, sl_err *err) SL_WUR;
+/* Every wrapped data key, locked for the caller's transaction (master key rotation). */
+typedef struct {
+    int64_t dataset_id;
+    int version;
+    int master_version;
+    unsigned char wrapped[DB_WRAPPED_DATA_KEY];
+} db_wrapped;
+sl_code db_keys_wrapped(PGconn *c, db_wrapped **out, size_t *n, sl_err *err) SL_WUR;
+sl_code db_key_rewrap(PGconn *c, int64_t dataset_id, int version, int master_version,
+                      const unsigned char *wrapped, size_t len, sl_err *err) SL_WUR;
+sl_code db_wrapped_key_update(PGconn *c, const char *purpose, int master_version,
+                              const unsigned char *blob, size_t len, sl_err *err) SL_WUR;
+/* 1 in *in_use when anything is still wrapped by that master key version. */
+sl_code db_master_in_use(PGconn *c, int master_version, int *in_use, sl_err *err) SL_WUR;
+/* Serialises master key rotation against the uploads that wrap new data keys: shared by
+ * uploads, exclusive for a rotation (transaction-scoped; db_lock_keys). */
+#define DB_LOCK_KEYS 0x736c6b79LL
+
 /* The audit trail. */
 typedef struct {
     int64_t seq;

@@ -10,10 +10,9 @@
 #define TS_SQL(col)   "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 #define EPOCH_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 
-/* Runs a parameterised query; returns the result or NULL with err set (result cleared). */
-static PGresult *
-query(PGconn *c, const char *sql, int n, const char *const *params, const int *lengths,
-      const int *formats, ExecStatusType want, sl_err *err)
+PGresult *
+db_query(PGconn *c, const char *sql, int n, const char *const *params, const int *lengths,
+         const int *formats, ExecStatusType want, sl_err *err)
 {
     PGresult *r = PQexecParams(c, sql, n, NULL, params, lengths, formats, 0);
     const char *state;
@@ -31,8 +30,8 @@ query(PGconn *c, const char *sql, int n, const char *const *params, const int *l
     return NULL;
 }
 
-static char *
-dumps(const json_t *v)
+char *
+db_dumps(const json_t *v)
 {
     char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 
@@ -55,15 +54,15 @@ sl_code
 db_principal_insert(PGconn *c, const char *name, const char *kind, const json_t *roles,
                     const json_t *attributes, int64_t *id, sl_err *err)
 {
-    char *r = dumps(roles), *a = dumps(attributes);
+    char *r = db_dumps(roles), *a = db_dumps(attributes);
     const char *params[4] = {name, kind, r, a};
     PGresult *res;
     sl_code rc = SL_OK;
 
-    res = query(c,
-                "INSERT INTO principals (name, kind, roles, attributes)"
-                " VALUES ($1, $2, $3::jsonb, $4::jsonb) RETURNING id",
-                4, params, NULL, NULL, PGRES_TUPLES_OK, err);
+    res = db_query(c,
+                   "INSERT INTO principals (name, kind, roles, attributes)"
+                   " VALUES ($1, $2, $3::jsonb, $4::jsonb) RETURNING id",
+                   4, params, NULL, NULL, PGRES_TUPLES_OK, err);
     if (res == NULL) {
         rc = err ? err->code : SL_EUNAVAIL;
         if (rc == SL_ECONFLICT)
@@ -104,8 +103,8 @@ db_principal_get(PGconn *c, const char *name, db_principal *out, sl_err *err)
     const char *params[1] = {name};
     PGresult *r;
 
-    r = query(c, "SELECT " PRINCIPAL_COLS " FROM principals WHERE name = $1", 1, params, NULL, NULL,
-              PGRES_TUPLES_OK, err);
+    r = db_query(c, "SELECT " PRINCIPAL_COLS " FROM principals WHERE name = $1", 1, params, NULL,
+                 NULL, PGRES_TUPLES_OK, err);
     if (r == NULL)
         return SL_EUNAVAIL;
     if (PQntuples(r) != 1) {
@@ -129,8 +128,9 @@ db_principal_list(PGconn *c, const char *after, int limit, db_principal **out, i
     *out = NULL;
     *n = *more = 0;
     snprintf(lim, sizeof lim, "%d", limit + 1);
-    r = query(c, "SELECT " PRINCIPAL_COLS " FROM principals WHERE name > $1 ORDER BY name LIMIT $2",
-              2, params, NULL, NULL, PGRES_TUPLES_OK, err);
+    r = db_query(c,
+                 "SELECT " PRINCIPAL_COLS " FROM principals WHERE name > $1 ORDER BY name LIMIT $2",
+                 2, params, NULL, NULL, PGRES_TUPLES_OK, err);
     if (r == NULL)
         return SL_EUNAVAIL;
     rows = PQntuples(r);
@@ -162,17 +162,18 @@ sl_code
 db_principal_update(PGconn *c, int64_t id, const json_t *roles, const json_t *attributes,
                     int disabled, sl_err *err)
 {
-    char ids[24], *r = roles ? dumps(roles) : NULL, *a = attributes ? dumps(attributes) : NULL;
+    char ids[24], *r = roles ? db_dumps(roles) : NULL,
+                  *a = attributes ? db_dumps(attributes) : NULL;
     const char *params[4] = {ids, r, a, disabled < 0 ? NULL : (disabled ? "true" : "false")};
     PGresult *res;
 
     snprintf(ids, sizeof ids, "%lld", (long long)id);
-    res = query(c,
-                "UPDATE principals SET roles = coalesce($2::jsonb, roles),"
-                " attributes = coalesce($3::jsonb, attributes),"
-                " disabled = coalesce($4::boolean, disabled), updated_at = now()"
-                " WHERE id = $1", /* the version moves on by trigger */
-                4, params, NULL, NULL, PGRES_COMMAND_OK, err);
+    res = db_query(c,
+                   "UPDATE principals SET roles = coalesce($2::jsonb, roles),"
+                   " attributes = coalesce($3::jsonb, attributes),"
+                   " disabled = coalesce($4::boolean, disabled), updated_at = now()"
+                   " WHERE id = $1", /* the version moves on by trigger */
+                   4, params, NULL, NULL, PGRES_COMMAND_OK, err);
     free(r);
     free(a);
     if (res == NULL)
@@ -184,8 +185,8 @@ db_principal_update(PGconn *c, int64_t id, const json_t *roles, const json_t *at
 sl_code
 db_lock_admins(PGconn *c, sl_err *err)
 {
-    PGresult *r = query(c, "SELECT pg_advisory_xact_lock(1936482660)", 0, NULL, NULL, NULL,
-                        PGRES_TUPLES_OK, err);
+    PGresult *r = db_query(c, "SELECT pg_advisory_xact_lock(1936482660)", 0, NULL, NULL, NULL,
+                           PGRES_TUPLES_OK, err);
 
     if (r == NULL)
         return SL_EUNAVAIL;
@@ -201,10 +202,10 @@ db_admin_count_except(PGconn *c, int64_t except_id, int64_t *n, sl_err *err)
     PGresult *r;
 
     snprintf(ids, sizeof ids, "%lld", (long long)except_id);
-    r = query(c,
-              "SELECT count(*) FROM principals WHERE id <> $1 AND NOT disabled"
-              " AND roles ? 'admin'",
-              1, params, NULL, NULL, PGRES_TUPLES_OK, err);
+    r = db_query(c,
+                 "SELECT count(*) FROM principals WHERE id <> $1 AND NOT disabled"
+                 " AND roles ? 'admin'",
+                 1, params, NULL, NULL, PGRES_TUPLES_OK, err);
     if (r == NULL)
         return SL_EUNAVAIL;
     *n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -223,10 +224,10 @@ db_token_insert(PGconn *c, const char *token_id, int64_t principal_id, const uns
 
     snprintf(pid, sizeof pid, "%lld", (long long)principal_id);
     snprintf(exp, sizeof exp, "%lld", (long long)expires_us);
-    r = query(c,
-              "INSERT INTO tokens (token_id, principal_id, hash, expires_at)"
-              " VALUES ($1, $2, $3, to_timestamp($4::bigint / 1000000.0))",
-              4, params, lengths, formats, PGRES_COMMAND_OK, err);
+    r = db_query(c,
+                 "INSERT INTO tokens (token_id, principal_id, hash, expires_at)"
+                 " VALUES ($1, $2, $3, to_timestamp($4::bigint / 1000000.0))",
+                 4, params, lengths, formats, PGRES_COMMAND_OK, err);
     if (r == NULL)
         return err ? err->code : SL_EUNAVAIL;
     PQclear(r);
@@ -248,19 +249,24 @@ hexval(char c)
 void
 db_unhex32(const char *hex, unsigned char out[32])
 {
+    if (!db_unhex(hex, strlen(hex), out, 32))
+        memset(out, 0, 32);
+}
+
+int
+db_unhex(const char *hex, size_t len, unsigned char *out, size_t n)
+{
     size_t i;
 
-    memset(out, 0, 32);
-    if (strlen(hex) != 64)
-        return;
-    for (i = 0; i < 32; i++) {
+    if (len != 2 * n)
+        return 0;
+    for (i = 0; i < n; i++) {
         int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            memset(out, 0, 32);
-            return;
-        }
+        if (hi < 0 || lo < 0)
+            return 0;
         out[i] = (unsigned char)(hi << 4 | lo);
     }
+    return 1;
 }
 
 static const char auth_sql[] =
@@ -319,8 +325,8 @@ db_token_owner(PGconn *c, const char *token_id, int64_t *principal_id, sl_err *e
     const char *params[1] = {token_id};
     PGresult *r;
 
-    r = query(c, "SELECT principal_id FROM tokens WHERE token_id = $1", 1, params, NULL, NULL,
-              PGRES_TUPLES_OK, err);
+    r = db_query(c, "SELECT principal_id FROM tokens WHERE token_id = $1", 1, params, NULL, NULL,
+                 PGRES_TUPLES_OK, err);
     if (r == NULL)
         return SL_EUNAVAIL;
     if (PQntuples(r) != 1) {
@@ -339,8 +345,9 @@ db_token_revoke(PGconn *c, const char *token_id, sl_err *err)
     PGresult *r;
     int n;
 
-    r = query(c, "UPDATE tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL",
-              1, params, NULL, NULL, PGRES_COMMAND_OK, err);
+    r = db_query(c,
+                 "UPDATE tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL",
+                 1, params, NULL, NULL, PGRES_COMMAND_OK, err);
     if (r == NULL)
         return SL_EUNAVAIL;
     n = atoi(PQcmdTuples(r));
@@ -359,11 +366,11 @@ db_tokens_json(PGconn *c, int64_t principal_id, json_t **out, sl_err *err)
     int i;
 
     snprintf(pid, sizeof pid, "%lld", (long long)principal_id);
-    r = query(c,
-              "SELECT token_id, " TS_SQL("created_at") ", " TS_SQL(
-                  "expires_at") ", revoked_at IS NOT NULL FROM tokens WHERE principal_id = $1 "
-                                "ORDER BY created_at",
-              1, params, NULL, NULL, PGRES_TUPLES_OK, err);
+    r = db_query(c,
+                 "SELECT token_id, " TS_SQL("created_at") ", " TS_SQL(
+                     "expires_at") ", revoked_at IS NOT NULL FROM tokens WHERE principal_id = $1 "
+                                   "ORDER BY created_at",
+                 1, params, NULL, NULL, PGRES_TUPLES_OK, err);
     if (r == NULL)
         return SL_EUNAVAIL;
     *out = json_array();
@@ -420,8 +427,9 @@ db_wrapped_key_put(PGconn *c, const char *purpose, int master_version, const uns
     PGresult *r;
 
     snprintf(ver, sizeof ver, "%d", master_version);
-    r = query(c, "INSERT INTO wrapped_keys (purpose, master_version, wrapped) VALUES ($1, $2, $3)",
-              3, params, lengths, formats, PGRES_COMMAND_OK, err);
+    r = db_query(c,
+                 "INSERT INTO wrapped_keys (purpose, master_version, wrapped) VALUES ($1, $2, $3)",
+                 3, params, lengths, formats, PGRES_COMMAND_OK, err);
     if (r == NULL)
         return err ? err->code : SL_EUNAVAIL;
     PQclear(r);

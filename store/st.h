@@ -225,6 +225,24 @@ sl_code st_storage_sync(const st_storage *s, int64_t dataset, int64_t version, s
 sl_code st_chunk_read(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf *raw,
                       uint32_t *bad, sl_err *err) SL_WUR;
 
+/*
+ * Checks a chunk (every fragment, and that they make a chunk that authenticates) and
+ * writes anew, from parity, each fragment that is missing or damaged: *repaired gets a
+ * bit per fragment rewritten. SL_EUNAVAIL when too few are left to rebuild it.
+ */
+sl_code st_chunk_scrub(const st_storage *s, const st_place *pl, const cry_key *key,
+                       uint32_t *repaired, sl_err *err) SL_WUR;
+/* Removes a version's fragments from every directory. */
+sl_code st_version_remove(const st_storage *s, int64_t dataset, int64_t version,
+                          sl_err *err) SL_WUR;
+/* Calls fn for each version directory found (once per storage directory holding it);
+ * fn returns 0 to skip the rest of that dataset. Missing storage directories are skipped. */
+sl_code st_versions_each(const st_storage *s,
+                         int (*fn)(void *ctx, int64_t dataset, int64_t version), void *ctx,
+                         sl_err *err) SL_WUR;
+/* Makes missing storage directories (a lost disk replaced by an empty one). */
+sl_code st_storage_prepare(const st_storage *s, sl_err *err) SL_WUR;
+
 /* ---- an upload: CSV to stored row groups (st_ingest.c) ---- */
 
 /* A column as the dataset declares it; name only (has_type 0) lets the upload infer. */

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -258,52 +259,251 @@ read_file(const char *path, size_t max, size_t *len)
     return p;
 }
 
-sl_code
-st_chunk_read(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf *raw,
-              uint32_t *bad, sl_err *err)
+/*
+ * Gathers a chunk's fragments, rebuilds and opens it: the sealed form in sealed, the
+ * packed plaintext in *packed (malloc'd; wiped and freed by the caller). Fragments that
+ * are missing or fail their CRC are set aside by the join; fragments that pass their CRC
+ * but make a chunk that does not authenticate (swapped or replayed files) are found by
+ * leaving out one, then two, at a time, as parity allows. *bad gets a bit per fragment
+ * set aside.
+ */
+static sl_code
+gather_open(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf *sealed,
+            unsigned char **packed, size_t *packed_len, uint32_t *bad, sl_err *err)
 {
-    unsigned char aad[AAD_BYTES], *packed = NULL;
+    unsigned char aad[AAD_BYTES];
     st_frag frags[ST_MAX_FRAGMENTS];
     char path[PATH_MAX];
-    sl_buf sealed;
     size_t max_frag = MAX_SEALED / (size_t)(s->n - s->parity) + 1 + ST_FRAG_HEAD;
+    int i, a, b, k = s->n - s->parity, joined = 0;
     sl_code rc = SL_EUNAVAIL;
-    int i;
 
     *bad = 0;
+    *packed = NULL;
+    *packed_len = 0;
     memset(frags, 0, sizeof frags);
     for (i = 0; i < s->n; i++) {
         chunk_path(s, i, pl, path, sizeof path);
         frags[i].p = read_file(path, max_frag, &frags[i].n);
     }
-    sl_buf_init(&sealed, MAX_SEALED);
-    if (st_frag_join(frags, s->n - s->parity, s->parity, &sealed, bad) != SL_OK) {
-        sl_err_set(err, SL_EUNAVAIL,
-                   "a chunk cannot be read: too many of its fragments are "
-                   "missing or damaged");
-        goto out;
-    }
-    if (sealed.len < CRY_SEAL_OVERHEAD)
-        goto corrupt;
-    packed = sl_xmalloc(sealed.len - CRY_SEAL_OVERHEAD + 1);
     aad_of(pl, aad);
-    if (cry_open(key, aad, sizeof aad, (unsigned char *)sealed.data, sealed.len, packed) != SL_OK)
-        goto corrupt;
-    if (st_unpack(packed, sealed.len - CRY_SEAL_OVERHEAD, SL_MAX_CHUNK_BYTES, raw) != SL_OK)
-        goto corrupt;
-    rc = SL_OK;
-    goto out;
-corrupt:
-    sl_err_set(err, SL_EUNAVAIL,
-               "a chunk does not authenticate (changed, moved or from another version)");
-out:
+    /* a = b = -1: all fragments; then each one left out; then each pair (parity >= 2) */
+    for (a = -1; a < s->n && rc != SL_OK; a++) {
+        /* b = -1: a alone; then a with each b after it */
+        for (b = -1; b < (a < 0 ? 0 : s->n) && rc != SL_OK; b = b < 0 && a >= 0 ? a + 1 : b + 1) {
+            st_frag use[ST_MAX_FRAGMENTS];
+            uint32_t set_aside = 0;
+            if ((a >= 0 && (frags[a].p == NULL || s->parity < 1)) ||
+                (b >= 0 && (frags[b].p == NULL || s->parity < 2)))
+                continue;
+            memcpy(use, frags, sizeof use);
+            if (a >= 0)
+                use[a].p = NULL;
+            if (b >= 0)
+                use[b].p = NULL;
+            sl_buf_reset(sealed);
+            if (st_frag_join(use, k, s->parity, sealed, &set_aside) != SL_OK)
+                continue;
+            joined = 1;
+            if (sealed->len < CRY_SEAL_OVERHEAD)
+                continue;
+            if (*packed == NULL)
+                *packed = sl_xmalloc(MAX_SEALED);
+            if (cry_open(key, aad, sizeof aad, (unsigned char *)sealed->data, sealed->len,
+                         *packed) != SL_OK)
+                continue;
+            *packed_len = sealed->len - CRY_SEAL_OVERHEAD;
+            *bad = set_aside | (a >= 0 ? 1u << a : 0) | (b >= 0 ? 1u << b : 0);
+            rc = SL_OK;
+        }
+    }
+    for (i = 0; i < s->n; i++)
+        free(frags[i].p);
+    if (rc != SL_OK) {
+        if (!joined)
+            sl_err_set(err, SL_EUNAVAIL,
+                       "a chunk cannot be read: too many of its fragments are missing or "
+                       "damaged");
+        else
+            sl_err_set(err, SL_EUNAVAIL,
+                       "a chunk does not authenticate (changed, moved or from another version)");
+    }
+    return rc;
+}
+
+static void
+packed_free(unsigned char *packed)
+{
     if (packed != NULL) {
-        sodium_memzero(packed,
-                       sealed.len >= CRY_SEAL_OVERHEAD ? sealed.len - CRY_SEAL_OVERHEAD : 0);
+        sodium_memzero(packed, MAX_SEALED);
         free(packed);
     }
+}
+
+sl_code
+st_chunk_read(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf *raw,
+              uint32_t *bad, sl_err *err)
+{
+    unsigned char *packed = NULL;
+    size_t plen = 0;
+    sl_buf sealed;
+    sl_code rc;
+
+    sl_buf_init(&sealed, MAX_SEALED);
+    rc = gather_open(s, pl, key, &sealed, &packed, &plen, bad, err);
+    if (rc == SL_OK && st_unpack(packed, plen, SL_MAX_CHUNK_BYTES, raw) != SL_OK)
+        rc = sl_err_set(err, SL_EUNAVAIL, "a chunk authenticates but does not unpack");
+    packed_free(packed);
+    sl_buf_free(&sealed);
+    return rc;
+}
+
+sl_code
+st_chunk_scrub(const st_storage *s, const st_place *pl, const cry_key *key, uint32_t *repaired,
+               sl_err *err)
+{
+    unsigned char *packed = NULL;
+    st_frag frags[ST_MAX_FRAGMENTS];
+    char path[PATH_MAX];
+    size_t plen = 0;
+    uint32_t bad = 0;
+    sl_buf sealed;
+    sl_code rc;
+    int i;
+
+    *repaired = 0;
+    memset(frags, 0, sizeof frags);
+    sl_buf_init(&sealed, MAX_SEALED);
+    rc = gather_open(s, pl, key, &sealed, &packed, &plen, &bad, err);
+    packed_free(packed);
+    if (rc != SL_OK || bad == 0)
+        goto out;
+    /* the same sealed bytes split the same way: the set-aside fragments made anew */
+    if ((rc = st_frag_split((unsigned char *)sealed.data, sealed.len, s->n - s->parity, s->parity,
+                            frags)) != SL_OK) {
+        sl_err_set(err, rc, "could not split a chunk");
+        goto out;
+    }
+    for (i = 0; i < s->n; i++) {
+        if (!(bad & (1u << i)))
+            continue;
+        if ((rc = mkdirs(s->dirs[i], pl->dataset, pl->version, err)) != SL_OK)
+            goto out;
+        chunk_path(s, i, pl, path, sizeof path);
+        if ((rc = write_file(path, frags[i].p, frags[i].n, err)) != SL_OK)
+            goto out;
+        *repaired |= 1u << i;
+    }
+    rc = st_storage_sync(s, pl->dataset, pl->version, err);
+out:
     for (i = 0; i < s->n; i++)
         free(frags[i].p);
     sl_buf_free(&sealed);
     return rc;
+}
+
+/* Removes a directory's regular files and then the directory (one level). */
+static int
+remove_dir(const char *path)
+{
+    char p[PATH_MAX + 300];
+    struct dirent *d;
+    DIR *dh = opendir(path);
+    int ok = 1;
+
+    if (dh == NULL)
+        return errno == ENOENT;
+    while ((d = readdir(dh)) != NULL) {
+        if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof p, "%s/%s", path, d->d_name);
+        if (unlink(p) != 0 && errno != ENOENT)
+            ok = 0;
+    }
+    closedir(dh);
+    if (rmdir(path) != 0 && errno != ENOENT)
+        ok = 0;
+    return ok;
+}
+
+sl_code
+st_version_remove(const st_storage *s, int64_t dataset, int64_t version, sl_err *err)
+{
+    char p[PATH_MAX];
+    int i, ok = 1;
+
+    for (i = 0; i < s->n; i++) {
+        version_dir(s, i, dataset, version, p, sizeof p);
+        ok &= remove_dir(p);
+        /* the dataset's directory goes when it is empty (ENOTEMPTY otherwise: kept) */
+        snprintf(p, sizeof p, "%s/%lld", s->dirs[i], (long long)dataset);
+        (void)rmdir(p);
+    }
+    if (!ok)
+        return sl_err_set(err, SL_EIO, "some fragments of a removed version could not be deleted");
+    return SL_OK;
+}
+
+/* A directory entry that is a decimal number >= 1 (a dataset or version id). */
+static int
+entry_id(const char *name, int64_t *out)
+{
+    int64_t v = 0;
+    size_t i;
+
+    if (name[0] < '1' || name[0] > '9' || strlen(name) > 18)
+        return 0;
+    for (i = 0; name[i] != '\0'; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return 0;
+        v = v * 10 + (name[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+sl_code
+st_versions_each(const st_storage *s, int (*fn)(void *ctx, int64_t dataset, int64_t version),
+                 void *ctx, sl_err *err)
+{
+    char p[PATH_MAX + 300];
+    struct dirent *d, *e;
+    int i;
+
+    for (i = 0; i < s->n; i++) {
+        DIR *top = opendir(s->dirs[i]);
+        if (top == NULL) {
+            if (errno == ENOENT)
+                continue; /* a lost directory: reads rebuild, scrub restores */
+            return sl_err_set(err, SL_EIO, "could not read storage directory %s: %s", s->dirs[i],
+                              strerror(errno));
+        }
+        while ((d = readdir(top)) != NULL) {
+            int64_t ds, ver;
+            DIR *sub;
+            if (!entry_id(d->d_name, &ds))
+                continue;
+            snprintf(p, sizeof p, "%s/%s", s->dirs[i], d->d_name);
+            if ((sub = opendir(p)) == NULL)
+                continue;
+            while ((e = readdir(sub)) != NULL)
+                if (entry_id(e->d_name, &ver) && !fn(ctx, ds, ver))
+                    break;
+            closedir(sub);
+        }
+        closedir(top);
+    }
+    return SL_OK;
+}
+
+sl_code
+st_storage_prepare(const st_storage *s, sl_err *err)
+{
+    int i;
+
+    for (i = 0; i < s->n; i++)
+        if (mkdir(s->dirs[i], 0700) != 0 && errno != EEXIST)
+            return sl_err_set(err, SL_EIO, "could not create storage directory %s: %s", s->dirs[i],
+                              strerror(errno));
+    return SL_OK;
 }

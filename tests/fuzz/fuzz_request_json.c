@@ -13,6 +13,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     gw_principal_body b;
+    gw_dataset_body d;
     json_t *obj = NULL;
     int64_t ttl = 0;
     sl_err err;
@@ -32,6 +33,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     (void)gw_json_principal_patch(obj, &b, &err);
     (void)gw_json_token_create(obj, 86400, &ttl, &err);
+    if (gw_json_dataset_create(obj, &d, &err) == SL_OK) {
+        if (!sl_name_valid(d.name) || gw_classification_rank(d.classification) < 0)
+            __builtin_trap();
+    }
+    if (gw_json_dataset_patch(obj, &d, &err) == SL_OK) {
+        if (d.classification != NULL && gw_classification_rank(d.classification) < 0)
+            __builtin_trap();
+    }
     json_decref(obj);
     return 0;
 }
