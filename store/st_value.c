@@ -104,6 +104,62 @@ float_syntax(const char *p, size_t n)
     return i == n;
 }
 
+/* Exact powers of ten as doubles (10^22 is the last one a double holds exactly). */
+static const double exact_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/*
+ * Clinger's fast path: when the decimal significand w is at most 2^53 and the power of
+ * ten |e| at most 22, w and 10^|e| are both exact doubles and one IEEE multiplication or
+ * division rounds correctly. 1 with *out set when it applies; the text is known to be
+ * well-formed.
+ */
+static int
+parse_fast(const char *p, size_t n, double *out)
+{
+    uint64_t w = 0;
+    int64_t e = 0, ex = 0;
+    size_t i = 0, digits = 0;
+    int neg = 0, eneg = 0;
+
+    if (p[i] == '+' || p[i] == '-')
+        neg = p[i++] == '-';
+    for (; i < n && digit(p[i]); i++) {
+        if (digits > 0 || p[i] != '0')
+            digits++;
+        if (digits > 19)
+            return 0;
+        w = w * 10 + (uint64_t)(p[i] - '0');
+    }
+    if (i < n && p[i] == '.')
+        for (i++; i < n && digit(p[i]); i++) {
+            if (digits > 0 || p[i] != '0')
+                digits++;
+            if (digits > 19)
+                return 0;
+            w = w * 10 + (uint64_t)(p[i] - '0');
+            e--;
+        }
+    if (i < n) { /* the exponent */
+        i++;
+        if (p[i] == '+' || p[i] == '-')
+            eneg = p[i++] == '-';
+        for (; i < n; i++) {
+            if (ex > 10000)
+                return 0;
+            ex = ex * 10 + (p[i] - '0');
+        }
+        e += eneg ? -ex : ex;
+    }
+    if (w > (1ULL << 53) || e < -22 || e > 22)
+        return 0;
+    *out = e < 0 ? (double)w / exact_pow10[-e] : (double)w * exact_pow10[e];
+    if (neg)
+        *out = -*out;
+    return 1;
+}
+
 sl_code
 st_parse_float64(const char *p, size_t n, double *out)
 {
@@ -112,6 +168,8 @@ st_parse_float64(const char *p, size_t n, double *out)
 
     if (n == 0 || n > SL_MAX_NUMBER_TEXT || !float_syntax(p, n))
         return SL_EINVALID;
+    if (parse_fast(p, n, out))
+        return SL_OK;
     memcpy(buf, p, n);
     buf[n] = '\0';
     errno = 0;
@@ -136,27 +194,179 @@ st_parse_bool(const char *p, size_t n, int *out)
     return SL_EINVALID;
 }
 
+/* ---- shortest float64 text: Schubfach (R. Giulietti, "The Schubfach way to render
+ * doubles", 2020): the shortest decimal in the rounding interval, the closest to the
+ * value when there are several, computed with one 128-bit power of ten. ---- */
+
+#include "st_pow10.h"
+
+/* floor(log2(10^e)), floor(log10(2^e)), floor(log10(3/4 * 2^e)) for the exponents of
+ * doubles (arithmetic shifts of negative values, as gcc and clang do them). */
+static int
+floor_log2_pow10(int e)
+{
+    return (e * 1741647) >> 19;
+}
+
+static int
+floor_log10_pow2(int e)
+{
+    return (e * 1262611) >> 22;
+}
+
+static int
+floor_log10_three_quarters_pow2(int e)
+{
+    return (e * 1262611 - 524031) >> 22;
+}
+
+/* The upper 64 bits of g * cp (g 128 bits), with the bits below folded into the last
+ * bit ("round to odd"): what the paper's proof needs to decide exactly. */
+static uint64_t
+round_to_odd(const uint64_t g[2], uint64_t cp)
+{
+    unsigned __int128 x = (unsigned __int128)g[1] * cp;
+    unsigned __int128 y = (unsigned __int128)g[0] * cp + (uint64_t)(x >> 64);
+
+    return (uint64_t)(y >> 64) | ((uint64_t)y > 1);
+}
+
+/* The shortest digits and power of ten of a positive finite double's bits. */
+static void
+shortest(uint64_t bits, uint64_t *digits, int *exp10)
+{
+    uint64_t sig = bits & ((1ULL << 52) - 1), c, cbl, cb, cbr, vbl, vb, vbr, lower, upper, s;
+    int bexp = (int)(bits >> 52) & 0x7ff, q, k, h, even, closer;
+    const uint64_t *g;
+
+    if (bexp != 0) {
+        c = (1ULL << 52) | sig;
+        q = bexp - 1075;
+        /* a small integer: its digits are the shortest */
+        if (q <= 0 && q >= -52 && (c & ((1ULL << -q) - 1)) == 0) {
+            *digits = c >> -q;
+            *exp10 = 0;
+            return;
+        }
+    } else {
+        c = sig;
+        q = -1074;
+    }
+    even = (c & 1) == 0;
+    closer = sig == 0 && bexp > 1; /* the lower neighbour is half as far */
+    cbl = 4 * c - 2 + (uint64_t)closer;
+    cb = 4 * c;
+    cbr = 4 * c + 2;
+    k = closer ? floor_log10_three_quarters_pow2(q) : floor_log10_pow2(q);
+    h = q + floor_log2_pow10(-k) + 1;
+    g = st_pow10[-k - ST_POW10_MIN];
+    vbl = round_to_odd(g, cbl << h);
+    vb = round_to_odd(g, cb << h);
+    vbr = round_to_odd(g, cbr << h);
+    lower = vbl + !even;
+    upper = vbr - !even;
+    s = vb / 4;
+    if (s >= 10) {
+        uint64_t sp = s / 10;
+        int up_in = lower <= 40 * sp, wp_in = 40 * sp + 40 <= upper;
+        if (up_in != wp_in) {
+            *digits = sp + (uint64_t)wp_in;
+            *exp10 = k + 1;
+            return;
+        }
+    }
+    {
+        int u_in = lower <= 4 * s, w_in = 4 * s + 4 <= upper;
+        if (u_in != w_in) {
+            *digits = s + (uint64_t)w_in;
+            *exp10 = k;
+            return;
+        }
+    }
+    {
+        uint64_t mid = 4 * s + 2;
+        *digits = s + (uint64_t)(vb > mid || (vb == mid && (s & 1) != 0));
+        *exp10 = k;
+    }
+}
+
+/*
+ * Writes the digits the way printf's %.*g does with precision P = max(15, digits)
+ * (digits for subnormals): scientific (d.ddde+XX) when the exponent is below -4 or at
+ * least P, positional otherwise, no trailing zeros. That is the form of the text this
+ * module always gave (it tried %.15g, %.16g, %.17g in turn).
+ */
+static const char pairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 size_t
 st_format_float64(double v, char out[ST_FLOAT_TEXT])
 {
-    int prec, len = 0;
+    char d[24];
+    uint64_t bits, digits;
+    int exp10, nd = 0, x, prec, i;
+    size_t o = 0;
 
     if (v == 0) /* 0 and -0: %g would do, but say it plainly */
         return (size_t)snprintf(out, ST_FLOAT_TEXT, signbit(v) ? "-0" : "0");
     if (!isfinite(v))
         return (size_t)snprintf(out, ST_FLOAT_TEXT, isnan(v) ? "nan" : (v < 0 ? "-inf" : "inf"));
-    /*
-     * A normal double whose shortest decimal has k <= 15 digits prints as exactly that
-     * with %.15g (its error is far below half a unit of the 15th digit); otherwise 16 or
-     * 17 digits, the first that reads back to the same bits (17 always does). Subnormals
-     * carry fewer bits, so for them every precision is tried from 1.
-     */
-    for (prec = fabs(v) < DBL_MIN ? 1 : 15; prec <= 17; prec++) {
-        len = snprintf(out, ST_FLOAT_TEXT, "%.*g", prec, v);
-        if (strtod(out, NULL) == v)
-            break;
+    memcpy(&bits, &v, sizeof bits);
+    if (v < 0)
+        out[o++] = '-';
+    shortest(bits & ~(1ULL << 63), &digits, &exp10);
+    while (digits % 10 == 0) {
+        digits /= 10;
+        exp10++;
     }
-    return (size_t)len;
+    /* two digits at a time, from the last */
+    while (digits >= 100) {
+        const char *two = pairs + 2 * (digits % 100);
+        d[nd++] = two[1];
+        d[nd++] = two[0];
+        digits /= 100;
+    }
+    if (digits >= 10) {
+        d[nd++] = pairs[2 * digits + 1];
+        d[nd++] = pairs[2 * digits];
+    } else {
+        d[nd++] = (char)('0' + digits);
+    }
+    /* d holds the digits from the last; x is the power of ten of the first */
+    x = exp10 + nd - 1;
+    prec = fabs(v) < DBL_MIN ? nd : (nd > 15 ? nd : 15);
+    if (x < -4 || x >= prec) {
+        out[o++] = d[nd - 1];
+        if (nd > 1) {
+            out[o++] = '.';
+            for (i = nd - 2; i >= 0; i--)
+                out[o++] = d[i];
+        }
+        o += (size_t)snprintf(out + o, ST_FLOAT_TEXT - o, "e%c%02d", x < 0 ? '-' : '+',
+                              x < 0 ? -x : x);
+        return o;
+    }
+    if (x < 0) {
+        out[o++] = '0';
+        out[o++] = '.';
+        for (i = 0; i < -x - 1; i++)
+            out[o++] = '0';
+        for (i = nd - 1; i >= 0; i--)
+            out[o++] = d[i];
+    } else {
+        for (i = 0; i <= x; i++) {
+            out[o++] = i < nd ? d[nd - 1 - i] : '0';
+        }
+        if (nd > x + 1) {
+            out[o++] = '.';
+            for (i = nd - 2 - x; i >= 0; i--)
+                out[o++] = d[i];
+        }
+    }
+    out[o] = '\0';
+    return o;
 }
 
 void

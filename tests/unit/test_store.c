@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include <cmocka.h>
+#include <float.h>
 #include <ftw.h>
 #include <limits.h>
 #include <math.h>
@@ -292,6 +293,178 @@ float64_values_round_trip(void **state)
     assert_int_equal(st_parse_float64(".", 1, &back), SL_EINVALID);
     assert_int_equal(st_parse_float64(" 1", 2, &back), SL_EINVALID);
     assert_int_equal(st_parse_float64("1,5", 3, &back), SL_EINVALID);
+}
+
+/*
+ * The definition the fast formatter must meet, by brute force: the fewest significant
+ * digits that read back (glibc's strtod, correctly rounded) to the same bits, and of
+ * those the closest to the value. For each length, the candidates are printf's correctly
+ * rounded digits and their neighbours one unit away (at a power of two the rounding
+ * interval is lopsided, so the closest digits can fall outside it while a neighbour does
+ * not). Gives the digits (no trailing zeros) and the power of ten of the first.
+ */
+static void
+reference_digits(double v, char digits[20], int *x)
+{
+    char buf[64], cand[64];
+    int p, e, k;
+
+    for (p = 1; p <= 17; p++) {
+        unsigned long long m = 0, c;
+        char *q;
+        snprintf(buf, sizeof buf, "%.*e", p - 1, fabs(v));
+        for (q = buf; *q != 'e'; q++)
+            if (*q != '.')
+                m = m * 10 + (unsigned long long)(*q - '0');
+        e = atoi(q + 1) - (p - 1); /* value = m * 10^e */
+        for (k = 0; k < 3; k++) {
+            int down = strtod(buf, NULL) < fabs(v); /* rounded down: m + 1 is next closest */
+            c = k == 0 ? m : (k == 1) == down ? m + 1 : m - 1;
+            snprintf(cand, sizeof cand, "%llue%d", c, e);
+            if (c > 0 && strtod(cand, NULL) == fabs(v)) {
+                int n;
+                while (c % 10 == 0) {
+                    c /= 10;
+                    e++;
+                }
+                n = snprintf(digits, 20, "%llu", c);
+                *x = e + n - 1;
+                return;
+            }
+        }
+    }
+    fail_msg("%a: no digits read back", v);
+}
+
+/* The digits and first power of ten of printed text ("-1.25e-07", "0.001", "1500"). */
+static void
+text_digits(const char *t, char digits[20], int *x)
+{
+    int n = 0, point = -1, first = -1, i, e = 0;
+
+    if (*t == '-')
+        t++;
+    for (i = 0; t[i] != '\0' && t[i] != 'e'; i++) {
+        if (t[i] == '.') {
+            point = i;
+            continue;
+        }
+        if (first < 0 && t[i] == '0')
+            continue;
+        if (first < 0)
+            first = i;
+        if (n < 19)
+            digits[n++] = t[i];
+    }
+    if (t[i] == 'e')
+        e = atoi(t + i + 1);
+    digits[n] = '\0';
+    while (n > 1 && digits[n - 1] == '0')
+        digits[--n] = '\0';
+    if (point < 0)
+        point = i;
+    *x = e + (first < point ? point - first - 1 : point - first);
+}
+
+static uint64_t
+xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void
+check_against_reference(double v)
+{
+    char fast[ST_FLOAT_TEXT], typed[40], want[20], got[20];
+    int wx, gx;
+    double back;
+
+    if (!isfinite(v) || v == 0)
+        return;
+    st_format_float64(v, fast);
+    reference_digits(v, want, &wx);
+    text_digits(fast, got, &gx);
+    if (strcmp(want, got) != 0 || wx != gx)
+        fail_msg("%a: %s, expected digits %s at 10^%d", v, fast, want, wx);
+    /* and the parser reads both the shortest and the full 17 digits back exactly */
+    assert_int_equal(st_parse_float64(fast, strlen(fast), &back), SL_OK);
+    if (memcmp(&back, &v, sizeof v) != 0)
+        fail_msg("%s read back as %a, not %a", fast, back, v);
+    snprintf(typed, sizeof typed, "%.17g", v);
+    assert_int_equal(st_parse_float64(typed, strlen(typed), &back), SL_OK);
+    if (memcmp(&back, &v, sizeof v) != 0)
+        fail_msg("%s read back as %a, not %a", typed, back, v);
+}
+
+static void
+float64_formatting_matches_reference(void **state)
+{
+    uint64_t seed = 0x9e3779b97f4a7c15ULL, bits;
+    double v;
+    int i, e;
+
+    (void)state;
+    /* every kind of bit pattern: random, and random within each binary exponent */
+    for (i = 0; i < 50000; i++) {
+        bits = xorshift(&seed);
+        memcpy(&v, &bits, sizeof v);
+        check_against_reference(v);
+    }
+    for (e = 0; e < 2047; e++) {
+        for (i = 0; i < 12; i++) {
+            bits = ((uint64_t)e << 52) | (xorshift(&seed) & ((1ULL << 52) - 1));
+            if (i == 0)
+                bits = (uint64_t)e << 52; /* a power of two: the closer lower boundary */
+            if (i == 1)
+                bits |= (1ULL << 52) - 1;
+            memcpy(&v, &bits, sizeof v);
+            check_against_reference(v);
+        }
+    }
+    /* values as people type them: short decimals, integers, numpy's repr of uniforms */
+    for (i = 0; i < 20000; i++) {
+        char text[40];
+        double back;
+        snprintf(text, sizeof text, "%d.%0*d", (int)(xorshift(&seed) % 1000), 1 + i % 9,
+                 (int)(xorshift(&seed) % 1000000000) % (int)pow(10, 1 + i % 9));
+        assert_int_equal(st_parse_float64(text, strlen(text), &back), SL_OK);
+        assert_true(back == strtod(text, NULL));
+        check_against_reference(back);
+        check_against_reference((double)(xorshift(&seed) % (1ULL << 53)));
+        check_against_reference((double)(xorshift(&seed) >> 11) / (double)(1ULL << 53));
+    }
+    check_against_reference(DBL_MAX);
+    check_against_reference(DBL_MIN);
+    check_against_reference(DBL_TRUE_MIN);
+    check_against_reference(9007199254740992.0);
+    check_against_reference(1e22);
+    check_against_reference(1e23);
+    check_against_reference(1e15);
+    check_against_reference(123456789012345680.0);
+    {
+        /* printf's %g form: positional from 1e-4 up to the precision, else scientific */
+        static const struct {
+            double v;
+            const char *text;
+        } forms[] = {{1e-5, "1e-05"},
+                     {1.25e-4, "0.000125"},
+                     {123456789012345.0, "123456789012345"},
+                     {1e15, "1e+15"},
+                     {1234567890123456.0, "1234567890123456"},
+                     {12345678901234568.0, "12345678901234568"},
+                     {123456789012345680.0, "1.2345678901234568e+17"},
+                     {-2.5, "-2.5"},
+                     {0x1p-1017, "7.120236347223045e-307"},
+                     {1.7976931348623157e308, "1.7976931348623157e+308"}};
+        char text[ST_FLOAT_TEXT];
+        for (i = 0; i < (int)(sizeof forms / sizeof forms[0]); i++) {
+            st_format_float64(forms[i].v, text);
+            assert_string_equal(text, forms[i].text);
+        }
+    }
 }
 
 static void
@@ -1168,6 +1341,7 @@ main(void)
         cmocka_unit_test(csv_caller_stops_and_parser_stays_stopped),
         cmocka_unit_test(int64_values),
         cmocka_unit_test(float64_values_round_trip),
+        cmocka_unit_test(float64_formatting_matches_reference),
         cmocka_unit_test(bools_and_types),
         cmocka_unit_test(inference),
         cmocka_unit_test(columns_round_trip),
