@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """scripts/gen_pow10.py: writes store/st_pow10.h, the 128-bit powers of ten that the
-shortest float64 formatting (Schubfach, store/st_float.c) multiplies by.
+shortest float64 formatting (Schubfach, store/st_value.c) multiplies by, and the powers
+of five of the float64 parser (Eisel-Lemire).
 
 For each e in [POW10_MIN, POW10_MAX], g(e) is 10^e scaled by 2^-r into [2^127, 2^128),
 rounded up (an overestimate; exact when it fits): g = ceil(10^e / 2^r) with
@@ -45,5 +46,45 @@ print("/* {high 64 bits, low 64 bits} of ceil(10^e * 2^-r), e from ST_POW10_MIN 
 print("static const uint64_t st_pow10[][2] = {")
 for e in range(POW10_MIN, POW10_MAX + 1):
     v = g(e)
+    print("    {0x%016xu, 0x%016xu}," % (v >> 64, v & ((1 << 64) - 1)))
+print("};")
+
+# The 128-bit powers of five of the Eisel-Lemire parser (store/st_value.c), exactly as
+# its proof (Lemire 2021; Mushtak and Lemire 2023) takes them: for q >= 0 the top 128
+# bits of 5^q, truncated; for q < 0 the top 128 bits of 2^b / 5^-q: rounded up when
+# -27 <= q, otherwise computed with more bits, plus one, then truncated.
+POW5_MIN = -342
+POW5_MAX = 308
+
+
+def pow5(q):
+    if q >= 0:
+        v = 5 ** q
+        while v < 1 << 127:
+            v *= 2
+        while v >= 1 << 128:
+            v //= 2
+        return v
+    p = 5 ** (-q)
+    z = 0
+    while (1 << z) < p:
+        z += 1
+    if q >= -27:
+        c = (1 << (z + 127)) // p + 1
+    else:
+        c = (1 << (2 * z + 128)) // p + 1
+    while c >= 1 << 128:
+        c //= 2
+    return c
+
+
+print("")
+print("#define ST_POW5_MIN (%d)" % POW5_MIN)
+print("#define ST_POW5_MAX %d" % POW5_MAX)
+print("/* {high, low} 64 bits of the normalised 5^q, q from ST_POW5_MIN (see the script) */")
+print("static const uint64_t st_pow5[][2] = {")
+for q in range(POW5_MIN, POW5_MAX + 1):
+    v = pow5(q)
+    assert 1 << 127 <= v < 1 << 128, q
     print("    {0x%016xu, 0x%016xu}," % (v >> 64, v & ((1 << 64) - 1)))
 print("};")

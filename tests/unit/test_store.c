@@ -436,6 +436,51 @@ float64_formatting_matches_reference(void **state)
         check_against_reference((double)(xorshift(&seed) % (1ULL << 53)));
         check_against_reference((double)(xorshift(&seed) >> 11) / (double)(1ULL << 53));
     }
+    /* the parser against glibc's strtod: long significands over the whole range */
+    for (i = 0; i < 300000; i++) {
+        char text[64];
+        double a, b;
+        int nd = 15 + (int)(xorshift(&seed) % 5), ex = (int)(xorshift(&seed) % 700) - 360, j;
+        for (j = 0; j < nd; j++)
+            text[j] = (char)('0' + (j == 0 ? 1 + xorshift(&seed) % 9 : xorshift(&seed) % 10));
+        snprintf(text + nd, sizeof text - (size_t)nd, "e%d", ex);
+        b = strtod(text, NULL);
+        if (!isfinite(b)) {
+            assert_int_equal(st_parse_float64(text, strlen(text), &a), SL_EINVALID);
+            continue;
+        }
+        assert_int_equal(st_parse_float64(text, strlen(text), &a), SL_OK);
+        if (memcmp(&a, &b, sizeof a) != 0)
+            fail_msg("%s: %a, strtod says %a", text, a, b);
+    }
+    {
+        /* halfway cases and the edges of the range */
+        static const char *const edges[] = {"9007199254740993",
+                                            "9007199254740995",
+                                            "4.9406564584124654e-324",
+                                            "2.4703282292062327e-324",
+                                            "2.4703282292062328e-324",
+                                            "1.7976931348623157e308",
+                                            "1.7976931348623158e308",
+                                            "2.2250738585072011e-308",
+                                            "2.2250738585072012e-308",
+                                            "8.98846567431158e307",
+                                            "1e23",
+                                            "7.3177701707893310e15",
+                                            "9223372036854775807",
+                                            "18446744073709551615",
+                                            "0.000000000000000000001",
+                                            "123456789012345678e-30",
+                                            "1e-342",
+                                            "1e-343",
+                                            "9999999999999999999e-343"};
+        for (i = 0; i < (int)(sizeof edges / sizeof edges[0]); i++) {
+            double a, b = strtod(edges[i], NULL);
+            assert_int_equal(st_parse_float64(edges[i], strlen(edges[i]), &a), SL_OK);
+            if (memcmp(&a, &b, sizeof a) != 0)
+                fail_msg("%s: %a, strtod says %a", edges[i], a, b);
+        }
+    }
     check_against_reference(DBL_MAX);
     check_against_reference(DBL_MIN);
     check_against_reference(DBL_TRUE_MIN);
