@@ -924,7 +924,8 @@ send_answer(gw_req *r)
         stream_state *st = sl_xcalloc(1, sizeof *st);
         st->stream = r->stream;
         st->srv = r->srv;
-        sl_buf_init(&st->pending, 16 * 1024 * 1024);
+        /* a piece: a slice of rows (about a MiB; 16 records of the largest size past it) */
+        sl_buf_init(&st->pending, (size_t)1 << 30);
         r->streaming = 0; /* ownership moves to the response */
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, st,
                                                  stream_free);

@@ -214,7 +214,12 @@ typedef struct {
  */
 sl_code st_chunk_write(const st_storage *s, const st_place *pl, const cry_key *key,
                        const unsigned char *raw, size_t n, st_chunk_info *info, sl_err *err) SL_WUR;
-/* fsyncs the version's directory in every storage directory. */
+/* st_chunk_write without making each fragment durable on its own: for an upload, whose
+ * fragments st_storage_sync then makes durable together before the version commits. */
+sl_code st_chunk_put(const st_storage *s, const st_place *pl, const cry_key *key,
+                     const unsigned char *raw, size_t n, st_chunk_info *info, sl_err *err) SL_WUR;
+/* Makes a version's fragments durable in every storage directory (syncfs of each file
+ * system, then the directories). */
 sl_code st_storage_sync(const st_storage *s, int64_t dataset, int64_t version, sl_err *err) SL_WUR;
 /*
  * Reads a chunk back into raw (appended): fragments from every directory, rebuilt from
@@ -310,8 +315,13 @@ sl_code st_reader_new(const st_storage *s, const cry_key *key, int64_t dataset, 
                       uint32_t key_version, const json_t *manifest, const size_t *cols,
                       size_t ncols, uint64_t offset, int64_t limit, st_out fmt, st_reader **out,
                       sl_err *err) SL_WUR;
-/* Appends the next piece (the beginning, then a group's rows): 1 more to come, 0 done,
- * -1 on failure (err: SL_EUNAVAIL when storage cannot give a chunk back intact). */
+/* A piece holds at most ST_READ_SLICE rows, and stops growing past ST_READ_BYTES (16 rows
+ * at most after it): a group is read whole, then given a slice at a time. */
+#define ST_READ_SLICE 2048
+#define ST_READ_BYTES (1024 * 1024)
+/* Appends the next piece (the beginning, then a slice of a group's rows): 1 more to
+ * come, 0 done, -1 on failure (err: SL_EUNAVAIL when storage cannot give a chunk back
+ * intact). */
 int st_reader_next(st_reader *r, sl_buf *out, sl_err *err);
 /* Fragments rebuilt from parity so far (missing or damaged ones read around). */
 uint64_t st_reader_rebuilt(const st_reader *r);

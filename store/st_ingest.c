@@ -1,15 +1,27 @@
 /*
- * store/st_ingest.c: an upload, from CSV bytes to stored row groups. Records fill one
- * column builder per column; every SL_ROWS_PER_GROUP rows the group is encoded and each
- * column chunk written (packed, sealed, split, fsynced). Types not declared are inferred
- * from the first group, which is held as text until then; later rows must fit.
+ * store/st_ingest.c: an upload, from CSV bytes to stored row groups, on two threads.
+ * The caller's thread parses the CSV and keeps each row group's fields as text (with the
+ * line each row began on); every SL_ROWS_PER_GROUP rows it hands the group to the
+ * group's writer thread and fills a second one meanwhile. The writer converts the text
+ * to the columns' types, encodes, packs, seals, splits and writes each chunk. Types not
+ * declared are inferred from the first group; later rows must fit, and a value that does
+ * not is refused with its line and column (by the writer: the refusal reaches the caller
+ * at its next call). Memory: two groups of text and one of typed columns.
  */
 #include "st.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A row group as text: one string column per CSV column, and each row's line. */
+typedef struct {
+    st_column *cols;
+    uint64_t *lines;
+    uint32_t rows;
+} text_group;
 
 struct st_ingest {
     const st_storage *s;
@@ -22,13 +34,25 @@ struct st_ingest {
     size_t ncols;
     char **names;
     st_type *types;
-    int typed;       /* types are known (after the first group) */
-    st_column *cols; /* as text while !typed */
-    uint32_t group;  /* groups written */
-    uint64_t rows, bytes_in, stored;
+    int typed; /* types are known (from the first group on) */
+    text_group bufs[2];
+    text_group *fill; /* the group the parser fills */
+    uint64_t rows, bytes_in;
     cry_sha256_ctx *sha;
-    json_t *groups;
+    /* the writer thread and what it owns while it runs: typed, enc, groups, stored */
+    pthread_t writer;
+    int writer_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    text_group *todo; /* handed over, not yet written */
+    int stop;
+    sl_code werr; /* the writer's refusal, once */
+    sl_err werr_msg;
+    st_column *typed_cols;
     sl_buf enc;
+    uint32_t group; /* groups written */
+    uint64_t stored;
+    json_t *groups;
 };
 
 st_ingest *
@@ -47,7 +71,33 @@ st_ingest_new(const st_storage *s, const cry_key *key, int64_t dataset, int64_t 
     g->sha = cry_sha256_new();
     g->groups = json_array();
     sl_buf_init(&g->enc, SL_MAX_CHUNK_BYTES);
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
     return g;
+}
+
+static void
+stop_writer(st_ingest *g)
+{
+    if (!g->writer_started)
+        return;
+    pthread_mutex_lock(&g->mu);
+    g->stop = 1;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    pthread_join(g->writer, NULL);
+    g->writer_started = 0;
+}
+
+static void
+group_clear(text_group *t, size_t ncols)
+{
+    size_t i;
+
+    for (i = 0; t->cols != NULL && i < ncols; i++)
+        st_column_clear(&t->cols[i]);
+    free(t->cols);
+    free(t->lines);
 }
 
 void
@@ -57,24 +107,32 @@ st_ingest_free(st_ingest *g)
 
     if (g == NULL)
         return;
+    stop_writer(g);
     st_csv_free(g->csv);
     for (i = 0; i < g->ncols; i++) {
         free(g->names[i]);
-        st_column_clear(&g->cols[i]);
+        if (g->typed_cols != NULL)
+            st_column_clear(&g->typed_cols[i]);
     }
+    group_clear(&g->bufs[0], g->ncols);
+    group_clear(&g->bufs[1], g->ncols);
     free(g->names);
     free(g->types);
-    free(g->cols);
+    free(g->typed_cols);
     cry_sha256_free(g->sha);
     json_decref(g->groups);
+    if (g->enc.data != NULL)
+        sodium_memzero(g->enc.data, g->enc.len);
     sl_buf_free(&g->enc);
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->cv);
     free(g);
 }
 
 static sl_code
 header(st_ingest *g, const st_field *f, size_t n, sl_err *err)
 {
-    size_t i;
+    size_t i, b;
 
     if (g->ndeclared > 0 && n != g->ndeclared)
         return sl_err_set(err, SL_EINVALID,
@@ -83,7 +141,13 @@ header(st_ingest *g, const st_field *f, size_t n, sl_err *err)
     g->ncols = n;
     g->names = sl_xcalloc(n, sizeof *g->names);
     g->types = sl_xcalloc(n, sizeof *g->types);
-    g->cols = sl_xcalloc(n, sizeof *g->cols);
+    for (b = 0; b < 2; b++) {
+        g->bufs[b].cols = sl_xcalloc(n, sizeof(st_column));
+        g->bufs[b].lines = sl_xcalloc(SL_ROWS_PER_GROUP, sizeof(uint64_t));
+        for (i = 0; i < n; i++)
+            st_column_init(&g->bufs[b].cols[i], ST_STRING);
+    }
+    g->fill = &g->bufs[0];
     for (i = 0; i < n; i++) {
         g->names[i] = sl_xmalloc(f[i].n + 1);
         memcpy(g->names[i], f[i].p, f[i].n);
@@ -93,145 +157,214 @@ header(st_ingest *g, const st_field *f, size_t n, sl_err *err)
                               "line 1, column %zu: the header does not name the dataset's "
                               "column there",
                               i + 1);
-        st_column_init(&g->cols[i], ST_STRING);
     }
     return SL_OK;
 }
 
-/* Ends the first group's text: each column gets its type, and its values are parsed. */
-static sl_code
-settle_types(st_ingest *g, sl_err *err)
+/* The types, from the declaration or inferred from the first group's text. */
+static void
+settle_types(st_ingest *g, const text_group *t)
 {
     size_t i;
     uint32_t r;
 
     for (i = 0; i < g->ncols; i++) {
-        st_column text = g->cols[i], typed;
+        const st_column *text = &t->cols[i];
         st_infer inf;
         if (g->ndeclared > 0 && g->declared[i].has_type) {
             g->types[i] = g->declared[i].type;
-        } else {
-            st_infer_init(&inf);
-            for (r = 0; r < text.rows; r++)
-                if (!text.nulls[r])
-                    st_infer_add(&inf, text.str + text.off[r], text.off[r + 1] - text.off[r]);
-            g->types[i] = st_infer_type(&inf);
+            continue;
         }
-        st_column_init(&typed, g->types[i]);
-        for (r = 0; r < text.rows; r++) {
-            st_field f = {text.str != NULL ? text.str + text.off[r] : "",
-                          text.off[r + 1] - text.off[r], text.nulls[r]};
-            if (st_column_add(&typed, &f, err) != SL_OK) {
-                /* only a declared type can refuse a first-group value */
-                sl_code rc = err->code;
-                char why[sizeof err->msg];
-                snprintf(why, sizeof why, "%s", err->msg);
-                st_column_clear(&typed);
-                return sl_err_set(err, rc, "row %u, column %zu: %s (the column is declared %s)",
-                                  r + 1, i + 1, why, st_type_name(g->types[i]));
-            }
-        }
-        st_column_clear(&g->cols[i]);
-        g->cols[i] = typed;
+        st_infer_init(&inf);
+        for (r = 0; r < text->rows; r++)
+            if (!text->nulls[r])
+                st_infer_add(&inf, text->str + text->off[r], text->off[r + 1] - text->off[r]);
+        g->types[i] = st_infer_type(&inf);
     }
     g->typed = 1;
-    return SL_OK;
 }
 
+/* The writer: a group's text to typed columns (refusing what does not fit, with its
+ * line and column), then each chunk written. */
 static sl_code
-write_group(st_ingest *g, sl_err *err)
+write_group(st_ingest *g, text_group *t, sl_err *err)
 {
     json_t *chunks = json_array();
-    uint32_t rows = g->ncols ? g->cols[0].rows : 0;
-    sl_code rc;
+    sl_code rc = SL_OK;
     size_t i;
+    uint32_t r;
 
-    if (!g->typed && (rc = settle_types(g, err)) != SL_OK) {
-        json_decref(chunks);
-        return rc;
+    if (g->typed_cols == NULL) {
+        g->typed_cols = sl_xcalloc(g->ncols ? g->ncols : 1, sizeof(st_column));
+        for (i = 0; i < g->ncols; i++)
+            st_column_init(&g->typed_cols[i], g->types[i]);
     }
-    for (i = 0; i < g->ncols; i++) {
+    for (i = 0; i < g->ncols && rc == SL_OK; i++) {
+        const st_column *text = &t->cols[i];
+        st_column *c = &g->typed_cols[i];
         st_place pl = {g->dataset, g->version, g->group, (uint32_t)i, g->key_version};
         st_chunk_info info;
+        st_column_reset(c);
+        for (r = 0; r < text->rows; r++) {
+            st_field f = {text->str != NULL ? text->str + text->off[r] : "",
+                          text->off[r + 1] - text->off[r], text->nulls[r]};
+            if (st_column_add(c, &f, err) != SL_OK) {
+                if (g->ndeclared > 0 && g->declared[i].has_type)
+                    rc = sl_err_set(err, SL_EINVALID,
+                                    "line %llu, column %zu: not a value of the column's type (%s)",
+                                    (unsigned long long)t->lines[r], i + 1,
+                                    st_type_name(g->types[i]));
+                else {
+                    char why[sizeof err->msg];
+                    snprintf(why, sizeof why, "%s", err->msg);
+                    rc = sl_err_set(err, err->code, "line %llu, column %zu: %s",
+                                    (unsigned long long)t->lines[r], i + 1, why);
+                }
+                break;
+            }
+        }
+        if (rc != SL_OK)
+            break;
         sl_buf_reset(&g->enc);
-        if ((rc = st_column_encode(&g->cols[i], &g->enc)) != SL_OK) {
-            json_decref(chunks);
-            return sl_err_set(err, rc, "a column chunk is larger than the limit");
+        if ((rc = st_column_encode(c, &g->enc)) != SL_OK) {
+            sl_err_set(err, rc, "a column chunk is larger than the limit");
+            break;
         }
-        rc =
-            st_chunk_write(g->s, &pl, g->key, (unsigned char *)g->enc.data, g->enc.len, &info, err);
+        rc = st_chunk_put(g->s, &pl, g->key, (unsigned char *)g->enc.data, g->enc.len, &info, err);
         sodium_memzero(g->enc.data, g->enc.len);
-        if (rc != SL_OK) {
-            json_decref(chunks);
-            return rc;
-        }
+        if (rc != SL_OK)
+            break;
         g->stored += info.stored;
         json_array_append_new(chunks,
                               json_pack("{s:I, s:I, s:b}", "raw", (json_int_t)info.raw, "stored",
                                         (json_int_t)info.stored, "compressed", info.compressed));
-        st_column_reset(&g->cols[i]);
+    }
+    if (rc != SL_OK) {
+        json_decref(chunks);
+        return rc;
     }
     json_array_append_new(g->groups,
-                          json_pack("{s:I, s:o}", "rows", (json_int_t)rows, "chunks", chunks));
+                          json_pack("{s:I, s:o}", "rows", (json_int_t)t->rows, "chunks", chunks));
     g->group++;
     return SL_OK;
 }
 
-/* 1 when a non-null field is a value of the type. */
-static int
-fits(st_type t, const st_field *f)
+static void *
+writer_main(void *arg)
 {
-    int64_t i;
-    double d;
-    int b;
+    st_ingest *g = arg;
+    text_group *t;
+    sl_err err;
+    sl_code rc;
+    size_t i;
 
-    switch (t) {
-    case ST_INT64:
-        return st_parse_int64(f->p, f->n, &i) == SL_OK;
-    case ST_FLOAT64:
-        return st_parse_float64(f->p, f->n, &d) == SL_OK;
-    case ST_BOOL:
-        return st_parse_bool(f->p, f->n, &b) == SL_OK;
-    default:
-        return 1;
+    pthread_mutex_lock(&g->mu);
+    for (;;) {
+        while (g->todo == NULL && !g->stop)
+            pthread_cond_wait(&g->cv, &g->mu);
+        if (g->todo == NULL)
+            break;
+        t = g->todo;
+        pthread_mutex_unlock(&g->mu);
+        sl_err_clear(&err);
+        rc = g->werr == SL_OK ? write_group(g, t, &err) : SL_OK;
+        for (i = 0; i < g->ncols; i++)
+            st_column_reset(&t->cols[i]);
+        t->rows = 0;
+        pthread_mutex_lock(&g->mu);
+        if (rc != SL_OK && g->werr == SL_OK) {
+            g->werr = rc;
+            g->werr_msg = err;
+        }
+        g->todo = NULL;
+        pthread_cond_broadcast(&g->cv);
     }
+    pthread_mutex_unlock(&g->mu);
+    return NULL;
+}
+
+/* Waits until the writer has taken nothing left to do; its refusal, if any. */
+static sl_code
+writer_idle(st_ingest *g, sl_err *err)
+{
+    sl_code rc;
+
+    pthread_mutex_lock(&g->mu);
+    while (g->todo != NULL)
+        pthread_cond_wait(&g->cv, &g->mu);
+    rc = g->werr;
+    if (rc != SL_OK)
+        *err = g->werr_msg;
+    pthread_mutex_unlock(&g->mu);
+    return rc;
+}
+
+/* Hands the filled group to the writer and starts filling the other one. */
+static sl_code
+hand_over(st_ingest *g, sl_err *err)
+{
+    sl_code rc;
+
+    if (!g->typed)
+        settle_types(g, g->fill);
+    if (!g->writer_started) {
+        if (pthread_create(&g->writer, NULL, writer_main, g) != 0)
+            return sl_err_set(err, SL_EINTERNAL, "could not start the upload's writer");
+        g->writer_started = 1;
+    }
+    if ((rc = writer_idle(g, err)) != SL_OK)
+        return rc;
+    pthread_mutex_lock(&g->mu);
+    g->todo = g->fill;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    g->fill = g->fill == &g->bufs[0] ? &g->bufs[1] : &g->bufs[0];
+    return SL_OK;
 }
 
 static sl_code
 on_record(void *ctx, uint64_t rec, uint64_t line, const st_field *f, size_t n, sl_err *err)
 {
     st_ingest *g = ctx;
+    text_group *t;
     sl_code rc;
     size_t i;
 
     if (rec == 0)
         return header(g, f, n, err);
+    t = g->fill;
     for (i = 0; i < n; i++) {
-        /* while the first group is text, declared types are still checked here, where
-         * the line is known */
-        if (!g->typed && g->ndeclared > 0 && g->declared[i].has_type && !f[i].null &&
-            !fits(g->declared[i].type, &f[i]))
-            return sl_err_set(err, SL_EINVALID,
-                              "line %llu, column %zu: not a value of the column's type (%s)",
-                              (unsigned long long)line, i + 1, st_type_name(g->declared[i].type));
-        if ((rc = st_column_add(&g->cols[i], &f[i], err)) != SL_OK) {
+        if ((rc = st_column_add(&t->cols[i], &f[i], err)) != SL_OK) {
             char why[sizeof err->msg];
             snprintf(why, sizeof why, "%s", err->msg);
             return sl_err_set(err, rc, "line %llu, column %zu: %s", (unsigned long long)line, i + 1,
                               why);
         }
     }
+    t->lines[t->rows++] = line;
     g->rows++;
-    if (g->cols[0].rows == SL_ROWS_PER_GROUP)
-        return write_group(g, err);
+    if (t->rows == SL_ROWS_PER_GROUP)
+        return hand_over(g, err);
     return SL_OK;
 }
 
 sl_code
 st_ingest_feed(st_ingest *g, const char *data, size_t n, sl_err *err)
 {
+    sl_code rc;
+
     if (g->csv == NULL)
         g->csv = st_csv_new(on_record, g);
+    /* a refusal by the writer since the last piece */
+    if (g->writer_started) {
+        pthread_mutex_lock(&g->mu);
+        rc = g->werr;
+        if (rc != SL_OK)
+            *err = g->werr_msg;
+        pthread_mutex_unlock(&g->mu);
+        if (rc != SL_OK)
+            return rc;
+    }
     g->bytes_in += n;
     cry_sha256_update(g->sha, data, n);
     return st_csv_feed(g->csv, data, n, err);
@@ -251,10 +384,17 @@ st_ingest_finish(st_ingest *g, json_t **manifest, sl_err *err)
         g->csv = st_csv_new(on_record, g);
     if ((rc = st_csv_finish(g->csv, err)) != SL_OK)
         return rc;
-    if ((g->ncols > 0 && g->cols[0].rows > 0) || !g->typed) {
-        if ((rc = write_group(g, err)) != SL_OK)
+    /* the last group (a header alone makes one group of no rows, so types settle) */
+    if ((g->fill != NULL && g->fill->rows > 0) || !g->typed) {
+        if (g->fill == NULL) { /* no header at all: st_csv_finish refused it */
+            return sl_err_set(err, SL_EINVALID, "line 1: no header");
+        }
+        if ((rc = hand_over(g, err)) != SL_OK)
             return rc;
     }
+    if (g->writer_started && (rc = writer_idle(g, err)) != SL_OK)
+        return rc;
+    stop_writer(g);
     if (g->group > 0 && (rc = st_storage_sync(g->s, g->dataset, g->version, err)) != SL_OK)
         return rc;
     cry_sha256_final(g->sha, sha);

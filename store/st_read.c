@@ -24,6 +24,8 @@ struct st_reader {
     size_t ngroups, group;
     uint64_t offset, remaining, seen; /* rows before the group about to be read */
     int begun;
+    int loaded;   /* data holds group `group` */
+    uint32_t pos; /* its next row to give */
     uint64_t rebuilt;
 };
 
@@ -124,28 +126,13 @@ bad:
     return bad_manifest(err);
 }
 
-int
-st_reader_next(st_reader *r, sl_buf *out, sl_err *err)
+/* Reads group r->group's projected columns into r->data. */
+static int
+load_group(st_reader *r, sl_err *err)
 {
-    uint32_t rows, from, to;
+    uint32_t rows = r->group_rows[r->group];
     size_t i;
 
-    if (!r->begun) {
-        r->begun = 1;
-        if (st_out_begin(r->fmt, r->names, r->types, r->ncols, r->remaining, out) != SL_OK) {
-            sl_err_set(err, SL_EINTERNAL, "could not start the output");
-            return -1;
-        }
-        return 1;
-    }
-    /* skip whole groups before the offset without reading them */
-    while (r->group < r->ngroups && r->seen + r->group_rows[r->group] <= r->offset) {
-        r->seen += r->group_rows[r->group];
-        r->group++;
-    }
-    if (r->remaining == 0 || r->group >= r->ngroups)
-        return 0;
-    rows = r->group_rows[r->group];
     for (i = 0; i < r->ncols; i++) {
         st_place pl = {r->dataset, r->version, (uint32_t)r->group, (uint32_t)r->cols[i],
                        r->key_version};
@@ -166,16 +153,58 @@ st_reader_next(st_reader *r, sl_buf *out, sl_err *err)
         if (rc != SL_OK)
             return -1;
     }
-    from = r->offset > r->seen ? (uint32_t)(r->offset - r->seen) : 0;
-    to = rows;
-    if ((uint64_t)(to - from) > r->remaining)
-        to = from + (uint32_t)r->remaining;
-    if (st_out_rows(r->fmt, r->names, r->data, r->ncols, from, to, out) != SL_OK) {
-        sl_err_set(err, SL_ETOOLARGE, "a row group's output is larger than the limit");
-        return -1;
+    r->loaded = 1;
+    r->pos = r->offset > r->seen ? (uint32_t)(r->offset - r->seen) : 0;
+    return 0;
+}
+
+int
+st_reader_next(st_reader *r, sl_buf *out, sl_err *err)
+{
+    uint32_t rows, to, end;
+    size_t start;
+
+    if (!r->begun) {
+        r->begun = 1;
+        if (st_out_begin(r->fmt, r->names, r->types, r->ncols, r->remaining, out) != SL_OK) {
+            sl_err_set(err, SL_EINTERNAL, "could not start the output");
+            return -1;
+        }
+        return 1;
     }
-    r->remaining -= to - from;
-    r->seen += rows;
-    r->group++;
+    if (!r->loaded) {
+        /* skip whole groups before the offset without reading them */
+        while (r->group < r->ngroups && r->seen + r->group_rows[r->group] <= r->offset) {
+            r->seen += r->group_rows[r->group];
+            r->group++;
+        }
+        if (r->remaining == 0 || r->group >= r->ngroups)
+            return 0;
+        if (load_group(r, err) != 0)
+            return -1;
+    }
+    if (r->remaining == 0)
+        return 0;
+    /* a slice of the loaded group, ST_READ_SLICE rows or ST_READ_BYTES of output, a few
+     * rows at a time: the output stays small whatever a group holds */
+    rows = r->group_rows[r->group];
+    start = out->len;
+    end = rows - r->pos > ST_READ_SLICE ? r->pos + ST_READ_SLICE : rows;
+    if ((uint64_t)(end - r->pos) > r->remaining)
+        end = r->pos + (uint32_t)r->remaining;
+    while (r->pos < end && out->len - start < ST_READ_BYTES) {
+        to = end - r->pos > 16 ? r->pos + 16 : end;
+        if (st_out_rows(r->fmt, r->names, r->data, r->ncols, r->pos, to, out) != SL_OK) {
+            sl_err_set(err, SL_ETOOLARGE, "a slice of rows is larger than the output's limit");
+            return -1;
+        }
+        r->remaining -= to - r->pos;
+        r->pos = to;
+    }
+    if (r->pos == rows || r->remaining == 0) {
+        r->seen += rows;
+        r->group++;
+        r->loaded = 0;
+    }
     return 1;
 }

@@ -111,14 +111,23 @@ mkdirs(const char *base, int64_t ds, int64_t ver, sl_err *err)
     return SL_OK;
 }
 
+/*
+ * Writes a fragment file. durable: to a temporary name, fsynced, then renamed over the
+ * path (a live version's fragment being repaired is never seen half written). Not
+ * durable: straight to the path, for an upload, whose fragments nobody reads before
+ * st_storage_sync has made them all durable at once and the version is committed.
+ */
 static sl_code
-write_file(const char *path, const unsigned char *p, size_t n, sl_err *err)
+write_file(const char *path, const unsigned char *p, size_t n, int durable, sl_err *err)
 {
     char tmp[PATH_MAX + 8];
     size_t off = 0;
     int fd;
 
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (durable)
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    else
+        snprintf(tmp, sizeof tmp, "%s", path);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return sl_err_set(err, SL_EIO, "could not write a fragment: %s", strerror(errno));
@@ -134,6 +143,14 @@ write_file(const char *path, const unsigned char *p, size_t n, sl_err *err)
         }
         off += (size_t)w;
     }
+    if (!durable) {
+        if (close(fd) != 0) {
+            int e = errno;
+            unlink(tmp);
+            return sl_err_set(err, SL_EIO, "could not write a fragment: %s", strerror(e));
+        }
+        return SL_OK;
+    }
     if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
@@ -142,9 +159,27 @@ write_file(const char *path, const unsigned char *p, size_t n, sl_err *err)
     return SL_OK;
 }
 
+static sl_code chunk_write(const st_storage *s, const st_place *pl, const cry_key *key,
+                           const unsigned char *raw, size_t n, int durable, st_chunk_info *info,
+                           sl_err *err);
+
 sl_code
 st_chunk_write(const st_storage *s, const st_place *pl, const cry_key *key,
                const unsigned char *raw, size_t n, st_chunk_info *info, sl_err *err)
+{
+    return chunk_write(s, pl, key, raw, n, 1, info, err);
+}
+
+sl_code
+st_chunk_put(const st_storage *s, const st_place *pl, const cry_key *key, const unsigned char *raw,
+             size_t n, st_chunk_info *info, sl_err *err)
+{
+    return chunk_write(s, pl, key, raw, n, 0, info, err);
+}
+
+static sl_code
+chunk_write(const st_storage *s, const st_place *pl, const cry_key *key, const unsigned char *raw,
+            size_t n, int durable, st_chunk_info *info, sl_err *err)
 {
     unsigned char aad[AAD_BYTES], *sealed = NULL;
     st_frag frags[ST_MAX_FRAGMENTS];
@@ -179,7 +214,7 @@ st_chunk_write(const st_storage *s, const st_place *pl, const cry_key *key,
         if ((rc = mkdirs(s->dirs[i], pl->dataset, pl->version, err)) != SL_OK)
             goto out;
         chunk_path(s, i, pl, path, sizeof path);
-        if ((rc = write_file(path, frags[i].p, frags[i].n, err)) != SL_OK)
+        if ((rc = write_file(path, frags[i].p, frags[i].n, durable, err)) != SL_OK)
             goto out;
         info->stored += frags[i].n;
     }
@@ -204,7 +239,10 @@ st_storage_sync(const st_storage *s, int64_t dataset, int64_t version, sl_err *e
     for (i = 0; i < s->n; i++) {
         version_dir(s, i, dataset, version, p, sizeof p);
         fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) != 0) {
+        /* the file system's whole writeback at once (an upload's fragments were written
+         * without a sync each; syncfs reports their write errors since Linux 5.8), then
+         * the directory's entries */
+        if (fd < 0 || syncfs(fd) != 0 || fsync(fd) != 0) {
             int e = errno;
             if (fd >= 0)
                 close(fd);
@@ -259,6 +297,16 @@ read_file(const char *path, size_t max, size_t *len)
     return p;
 }
 
+/* Wipes and frees a plaintext buffer of n bytes. */
+static void
+packed_free(unsigned char *packed, size_t n)
+{
+    if (packed != NULL) {
+        sodium_memzero(packed, n);
+        free(packed);
+    }
+}
+
 /*
  * Gathers a chunk's fragments, rebuilds and opens it: the sealed form in sealed, the
  * packed plaintext in *packed (malloc'd; wiped and freed by the caller). Fragments that
@@ -276,6 +324,7 @@ gather_open(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf 
     char path[PATH_MAX];
     size_t max_frag = MAX_SEALED / (size_t)(s->n - s->parity) + 1 + ST_FRAG_HEAD;
     int i, a, b, k = s->n - s->parity, joined = 0;
+    unsigned char *buf;
     sl_code rc = SL_EUNAVAIL;
 
     *bad = 0;
@@ -307,11 +356,13 @@ gather_open(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf 
             joined = 1;
             if (sealed->len < CRY_SEAL_OVERHEAD)
                 continue;
-            if (*packed == NULL)
-                *packed = sl_xmalloc(MAX_SEALED);
-            if (cry_open(key, aad, sizeof aad, (unsigned char *)sealed->data, sealed->len,
-                         *packed) != SL_OK)
+            buf = sl_xmalloc(sealed->len);
+            if (cry_open(key, aad, sizeof aad, (unsigned char *)sealed->data, sealed->len, buf) !=
+                SL_OK) {
+                packed_free(buf, sealed->len); /* what was opened before the tag failed */
                 continue;
+            }
+            *packed = buf;
             *packed_len = sealed->len - CRY_SEAL_OVERHEAD;
             *bad = set_aside | (a >= 0 ? 1u << a : 0) | (b >= 0 ? 1u << b : 0);
             rc = SL_OK;
@@ -331,15 +382,6 @@ gather_open(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf 
     return rc;
 }
 
-static void
-packed_free(unsigned char *packed)
-{
-    if (packed != NULL) {
-        sodium_memzero(packed, MAX_SEALED);
-        free(packed);
-    }
-}
-
 sl_code
 st_chunk_read(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf *raw,
               uint32_t *bad, sl_err *err)
@@ -353,7 +395,7 @@ st_chunk_read(const st_storage *s, const st_place *pl, const cry_key *key, sl_bu
     rc = gather_open(s, pl, key, &sealed, &packed, &plen, bad, err);
     if (rc == SL_OK && st_unpack(packed, plen, SL_MAX_CHUNK_BYTES, raw) != SL_OK)
         rc = sl_err_set(err, SL_EUNAVAIL, "a chunk authenticates but does not unpack");
-    packed_free(packed);
+    packed_free(packed, plen);
     sl_buf_free(&sealed);
     return rc;
 }
@@ -375,7 +417,7 @@ st_chunk_scrub(const st_storage *s, const st_place *pl, const cry_key *key, uint
     memset(frags, 0, sizeof frags);
     sl_buf_init(&sealed, MAX_SEALED);
     rc = gather_open(s, pl, key, &sealed, &packed, &plen, &bad, err);
-    packed_free(packed);
+    packed_free(packed, plen);
     if (rc != SL_OK || bad == 0)
         goto out;
     /* the same sealed bytes split the same way: the set-aside fragments made anew */
@@ -390,7 +432,7 @@ st_chunk_scrub(const st_storage *s, const st_place *pl, const cry_key *key, uint
         if ((rc = mkdirs(s->dirs[i], pl->dataset, pl->version, err)) != SL_OK)
             goto out;
         chunk_path(s, i, pl, path, sizeof path);
-        if ((rc = write_file(path, frags[i].p, frags[i].n, err)) != SL_OK)
+        if ((rc = write_file(path, frags[i].p, frags[i].n, 1, err)) != SL_OK)
             goto out;
         *repaired |= 1u << i;
     }

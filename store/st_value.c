@@ -70,41 +70,6 @@ st_parse_int64(const char *p, size_t n, int64_t *out)
     return SL_OK;
 }
 
-/* [+-]digits[.digits][(e|E)[+-]digits], or [+-].digits[...]: decimal only. */
-static int
-float_syntax(const char *p, size_t n)
-{
-    size_t i = 0, int_digits = 0, frac_digits = 0, exp_digits = 0;
-
-    if (i < n && (p[i] == '+' || p[i] == '-'))
-        i++;
-    while (i < n && digit(p[i])) {
-        i++;
-        int_digits++;
-    }
-    if (i < n && p[i] == '.') {
-        i++;
-        while (i < n && digit(p[i])) {
-            i++;
-            frac_digits++;
-        }
-    }
-    if (int_digits + frac_digits == 0)
-        return 0;
-    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
-        i++;
-        if (i < n && (p[i] == '+' || p[i] == '-'))
-            i++;
-        while (i < n && digit(p[i])) {
-            i++;
-            exp_digits++;
-        }
-        if (exp_digits == 0)
-            return 0;
-    }
-    return i == n;
-}
-
 /* Exact powers of ten as doubles (10^22 is the last one a double holds exactly). */
 static const double exact_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                      1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
@@ -173,48 +138,61 @@ eisel_lemire(uint64_t w, int64_t q, int *ok)
 }
 
 /*
- * The fast paths, for a significand of at most 19 digits: Clinger's when it is at most
- * 2^53 and the power of ten within 22 (w and 10^|e| are both exact doubles, and one IEEE
- * multiplication or division rounds correctly), Eisel-Lemire otherwise. 1 with *out set
- * when one applies (the text is known to be well-formed); 0 sends it to strtod.
+ * One pass over the text: the grammar ([+-]digits[.digits][(e|E)[+-]digits], or
+ * [+-].digits[...]; decimal only, nothing around it) and, for a significand of at most
+ * 19 digits, the value: Clinger's fast path when it is at most 2^53 and the power of ten
+ * within 22 (w and 10^|e| are both exact doubles, and one IEEE multiplication or
+ * division rounds correctly), Eisel-Lemire otherwise. 1 with *out set; 0 when the text
+ * is well-formed but needs strtod (more digits, a huge exponent, out of range); -1 when
+ * it is not a number of the grammar.
  */
 static int
 parse_fast(const char *p, size_t n, double *out)
 {
     uint64_t w = 0;
     int64_t e = 0, ex = 0;
-    size_t i = 0, digits = 0;
-    int neg = 0, eneg = 0;
+    size_t i = 0, nd = 0, digits = 0, ed = 0;
+    int neg = 0, eneg = 0, many = 0;
 
-    if (p[i] == '+' || p[i] == '-')
+    if (i < n && (p[i] == '+' || p[i] == '-'))
         neg = p[i++] == '-';
     for (; i < n && digit(p[i]); i++) {
-        if (digits > 0 || p[i] != '0')
-            digits++;
-        if (digits > 19)
-            return 0;
-        w = w * 10 + (uint64_t)(p[i] - '0');
+        nd++;
+        if (digits > 0 || p[i] != '0') {
+            if (++digits > 19)
+                many = 1;
+            else
+                w = w * 10 + (uint64_t)(p[i] - '0');
+        }
     }
     if (i < n && p[i] == '.')
         for (i++; i < n && digit(p[i]); i++) {
-            if (digits > 0 || p[i] != '0')
-                digits++;
-            if (digits > 19)
-                return 0;
-            w = w * 10 + (uint64_t)(p[i] - '0');
+            nd++;
+            if (digits > 0 || p[i] != '0') {
+                if (++digits > 19)
+                    many = 1;
+                else
+                    w = w * 10 + (uint64_t)(p[i] - '0');
+            }
             e--;
         }
-    if (i < n) { /* the exponent */
+    if (nd == 0)
+        return -1;
+    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
         i++;
-        if (p[i] == '+' || p[i] == '-')
+        if (i < n && (p[i] == '+' || p[i] == '-'))
             eneg = p[i++] == '-';
-        for (; i < n; i++) {
-            if (ex > 10000)
-                return 0;
-            ex = ex * 10 + (p[i] - '0');
-        }
+        for (; i < n && digit(p[i]); i++, ed++)
+            if (ex < 100000)
+                ex = ex * 10 + (p[i] - '0');
+        if (ed == 0)
+            return -1;
         e += eneg ? -ex : ex;
     }
+    if (i != n)
+        return -1;
+    if (many || ex >= 100000)
+        return 0;
     if (w <= (1ULL << 53) && e >= -22 && e <= 22) {
         *out = e < 0 ? (double)w / exact_pow10[-e] : (double)w * exact_pow10[e];
     } else {
@@ -235,10 +213,12 @@ st_parse_float64(const char *p, size_t n, double *out)
     char buf[SL_MAX_NUMBER_TEXT + 1], *end;
     double v;
 
-    if (n == 0 || n > SL_MAX_NUMBER_TEXT || !float_syntax(p, n))
+    int fast;
+
+    if (n == 0 || n > SL_MAX_NUMBER_TEXT)
         return SL_EINVALID;
-    if (parse_fast(p, n, out))
-        return SL_OK;
+    if ((fast = parse_fast(p, n, out)) != 0)
+        return fast > 0 ? SL_OK : SL_EINVALID;
     memcpy(buf, p, n);
     buf[n] = '\0';
     errno = 0;
