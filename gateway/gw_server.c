@@ -42,6 +42,8 @@ gw_metrics gw_stats;
 #define GW_THREADS_MAX     64
 /* Free memory a heap keeps before returning it to the kernel. */
 #define GW_MALLOC_TRIM (64 * 1024 * 1024)
+/* Allocations from this size are mapped on their own (returned to the kernel at once). */
+#define GW_MALLOC_MMAP (32 * 1024 * 1024)
 
 static void h_healthz(gw_req *r);
 static void h_readyz(gw_req *r);
@@ -1511,6 +1513,10 @@ gw_serve(gw_config *cfg)
     /* Requests allocate and free on many threads: without this glibc hands each thread's
      * freed top of heap back to the kernel (a madvise per request) and takes it again. */
     mallopt(M_TRIM_THRESHOLD, GW_MALLOC_TRIM);
+    /* Setting the trim threshold also fixes the mmap threshold at 128 KiB: every row
+     * group's buffers (a MiB or so each) would be mapped, faulted in, zeroed by the
+     * kernel and unmapped again. They come from the heap, and are reused, below this. */
+    mallopt(M_MMAP_THRESHOLD, GW_MALLOC_MMAP);
 
     if (gw_keys_load(cfg, &keys, &err) != SL_OK ||
         gw_file_read(cfg->tls_cert, 1 << 20, &cert, NULL, &err) != SL_OK ||
