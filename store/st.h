@@ -82,6 +82,8 @@ sl_code st_parse_bool(const char *p, size_t n, int *out) SL_WUR;
  * -0 prints as "-0"). Returns its length. */
 #define ST_FLOAT_TEXT 32
 size_t st_format_float64(double v, char out[ST_FLOAT_TEXT]);
+/* 1 when p[0..n) is exactly the text st_format_float64 gives for v. */
+int st_float64_canonical(const char *p, size_t n, double v);
 
 /*
  * Type inference over a column's values: each value seen narrows what the column can be
@@ -108,8 +110,14 @@ typedef struct {
     int64_t *i64;   /* ST_INT64 */
     double *f64;    /* ST_FLOAT64 */
     uint8_t *b;     /* ST_BOOL */
-    uint32_t *off;  /* ST_STRING: rows + 1 offsets into str */
+    uint32_t *off;  /* ST_STRING (and ST_FLOAT64 with text): rows + 1 offsets into str */
     char *str;      /* ST_STRING: the bytes, off[rows] of them */
+    /* ST_FLOAT64: off/str also hold every value as its canonical text (what
+     * st_format_float64 prints; "" for a null). Set by a builder that wants it before
+     * adding rows (kept only while every value is canonical) and by the decoder, which
+     * then leaves f64 NULL until st_column_floats. Served text is then copied, not
+     * formatted again. */
+    int text;
     size_t cap, str_cap;
     size_t bytes_max; /* the limit on str (SL_MAX_CHUNK_BYTES) */
 } st_column;
@@ -123,12 +131,17 @@ void st_column_reset(st_column *c); /* keeps the memory, drops the rows */
  */
 sl_code st_column_add(st_column *c, const st_field *f, sl_err *err) SL_WUR;
 
+/* Fills f64 from the text of a decoded float64 column (nothing to do otherwise);
+ * SL_EINVALID when a value does not read as a float64. */
+sl_code st_column_floats(st_column *c) SL_WUR;
+
 /*
  * The encoded form of a chunk, before compression and sealing (little-endian):
- *   "SLC1", type u8, 3 zero bytes, rows u32, null count u32,
+ *   "SLC1", type u8, flags u8, 2 zero bytes, rows u32, null count u32,
  *   null bitmap (ceil(rows/8) bytes, bit set = null) when null count > 0,
  *   values: int64/float64 rows x 8 bytes; bool a bitmap; string rows + 1 u32 offsets
- *   then the bytes.
+ *   then the bytes. flags bit 0 (float64 only): the values as canonical text, laid out
+ *   like a string column's (a null's text empty).
  * Encoding appends to out (bounded by its max). Decoding treats the bytes as hostile:
  * everything must agree exactly (sizes, counts, offsets in order, unused bits zero,
  * strings valid UTF-8) or SL_EINVALID; out is initialised and filled on SL_OK only.
@@ -143,11 +156,13 @@ sl_code st_column_decode(const unsigned char *p, size_t n, st_column *out) SL_WU
  * (4 bytes little-endian), then the payload. st_pack compresses with ISA-L igzip (level
  * 1) and keeps the result only when it saves at least an eighth: random float digits
  * compress about 2:1, bytes of float64 bits hardly at all, so each chunk decides for
- * itself. st_unpack takes back exactly what was packed: the stated length, all input
- * consumed, at most max raw bytes; SL_EINVALID otherwise. Both append to out.
+ * itself (try_compress 0: stored without trying). st_unpack takes back exactly what was packed: the
+ * stated length, all input consumed, at most max raw bytes; SL_EINVALID otherwise. Both append to
+ * out.
  */
 #define ST_PACK_HEAD 5
-sl_code st_pack(const unsigned char *raw, size_t n, sl_buf *out, int *compressed) SL_WUR;
+sl_code st_pack(const unsigned char *raw, size_t n, int try_compress, sl_buf *out,
+                int *compressed) SL_WUR;
 sl_code st_unpack(const unsigned char *p, size_t n, size_t max, sl_buf *out) SL_WUR;
 
 /* ---- erasure coding (st_frag.c) ---- */
@@ -215,9 +230,12 @@ typedef struct {
 sl_code st_chunk_write(const st_storage *s, const st_place *pl, const cry_key *key,
                        const unsigned char *raw, size_t n, st_chunk_info *info, sl_err *err) SL_WUR;
 /* st_chunk_write without making each fragment durable on its own: for an upload, whose
- * fragments st_storage_sync then makes durable together before the version commits. */
+ * fragments st_storage_sync then makes durable together before the version commits;
+ * try_compress 0 stores the chunk without trying igzip (the caller knows it does not pay,
+ * or that the time is better spent otherwise). */
 sl_code st_chunk_put(const st_storage *s, const st_place *pl, const cry_key *key,
-                     const unsigned char *raw, size_t n, st_chunk_info *info, sl_err *err) SL_WUR;
+                     const unsigned char *raw, size_t n, int try_compress, st_chunk_info *info,
+                     sl_err *err) SL_WUR;
 /* Makes a version's fragments durable in every storage directory (syncfs of each file
  * system, then the directories). */
 sl_code st_storage_sync(const st_storage *s, int64_t dataset, int64_t version, sl_err *err) SL_WUR;
@@ -257,6 +275,9 @@ typedef struct {
     st_type type;
 } st_colspec;
 
+/* A row group ends at SL_ROWS_PER_GROUP rows or once its fields hold this many bytes,
+ * whichever comes first: an upload's memory is a few groups, whatever its rows. */
+#define ST_GROUP_BYTES (8 * 1024 * 1024)
 typedef struct st_ingest st_ingest;
 /*
  * An upload of version `version` of dataset `dataset`, its chunks sealed under key

@@ -19,7 +19,7 @@ put_head(unsigned char *p, int codec, uint32_t n)
 }
 
 sl_code
-st_pack(const unsigned char *raw, size_t n, sl_buf *out, int *compressed)
+st_pack(const unsigned char *raw, size_t n, int try_compress, sl_buf *out, int *compressed)
 {
     struct isal_zstream zs;
     unsigned char *head, *level_buf;
@@ -31,7 +31,7 @@ st_pack(const unsigned char *raw, size_t n, sl_buf *out, int *compressed)
         return SL_ETOOLARGE;
     if (sl_buf_extend(out, ST_PACK_HEAD + n, &head) != SL_OK)
         return SL_ETOOLARGE;
-    if (n >= 64) {
+    if (try_compress && n >= 64) {
         level_buf = sl_xmalloc(ISAL_DEF_LVL1_DEFAULT);
         isal_deflate_stateless_init(&zs);
         zs.level = 1;

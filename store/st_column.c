@@ -59,6 +59,9 @@ grow(st_column *c)
         break;
     case ST_FLOAT64:
         c->f64 = sl_xreallocarray(c->f64, cap, sizeof *c->f64);
+        c->off = sl_xreallocarray(c->off, cap + 1, sizeof *c->off);
+        if (c->cap == 0)
+            c->off[0] = 0;
         break;
     case ST_BOOL:
         c->b = sl_xreallocarray(c->b, cap, 1);
@@ -112,8 +115,19 @@ st_column_add(st_column *c, const st_field *f, sl_err *err)
         break;
     case ST_FLOAT64:
         c->f64[r] = 0;
-        if (!f->null && st_parse_float64(f->p, f->n, &c->f64[r]) != SL_OK)
+        if (!f->null && st_parse_float64(f->p, f->n, &c->f64[r]) != SL_OK) {
             rc = sl_err_set(err, SL_EINVALID, "not a finite float64");
+            break;
+        }
+        /* the text kept while every value is already in its canonical form */
+        if (c->text) {
+            if (f->null)
+                rc = add_string(c, "", 0, err);
+            else if (st_float64_canonical(f->p, f->n, c->f64[r]))
+                rc = add_string(c, f->p, f->n, err);
+            else
+                c->text = 0;
+        }
         break;
     case ST_BOOL: {
         int v = 0;
@@ -149,14 +163,19 @@ st_column_encode(const st_column *c, sl_buf *out)
 {
     uint32_t r, nnull = 0, rows = c->rows;
     size_t nb = ((size_t)rows + 7) / 8, body;
+    int text = c->type == ST_FLOAT64 && c->text && rows > 0;
     unsigned char *p;
 
+    if (c->type == ST_FLOAT64 && !text && c->f64 == NULL && rows > 0)
+        return SL_EINVALID; /* decoded text not read as floats: cannot happen */
     for (r = 0; r < rows; r++)
         nnull += c->nulls[r] != 0;
     switch (c->type) {
     case ST_INT64:
-    case ST_FLOAT64:
         body = (size_t)rows * 8;
+        break;
+    case ST_FLOAT64:
+        body = text ? ((size_t)rows + 1) * 4 + (rows ? c->off[rows] : 0) : (size_t)rows * 8;
         break;
     case ST_BOOL:
         body = nb;
@@ -169,7 +188,8 @@ st_column_encode(const st_column *c, sl_buf *out)
         return SL_ETOOLARGE;
     memcpy(p, CHUNK_MAGIC, 4);
     p[4] = (unsigned char)c->type;
-    p[5] = p[6] = p[7] = 0;
+    p[5] = (unsigned char)text;
+    p[6] = p[7] = 0;
     st_le32(p + 8, rows);
     st_le32(p + 12, nnull);
     p += HEAD_BYTES;
@@ -182,16 +202,19 @@ st_column_encode(const st_column *c, sl_buf *out)
         for (r = 0; r < rows; r++)
             st_le64(p + 8 * (size_t)r, (uint64_t)c->i64[r]);
         break;
-    case ST_FLOAT64:
-        for (r = 0; r < rows; r++) {
-            uint64_t u;
-            memcpy(&u, &c->f64[r], 8);
-            st_le64(p + 8 * (size_t)r, u);
-        }
-        break;
     case ST_BOOL:
         bits(p, c->b, rows);
         break;
+    case ST_FLOAT64:
+        if (!text) {
+            for (r = 0; r < rows; r++) {
+                uint64_t u;
+                memcpy(&u, &c->f64[r], 8);
+                st_le64(p + 8 * (size_t)r, u);
+            }
+            break;
+        }
+        /* fall through - the text laid out as a string column's */
     case ST_STRING:
         for (r = 0; r <= rows; r++)
             st_le32(p + 4 * (size_t)r, rows ? c->off[r] : 0);
@@ -221,19 +244,57 @@ read_bits(const unsigned char *src, uint32_t rows, uint8_t *flags, uint32_t *set
     return 1;
 }
 
+/*
+ * A float64's stored text: empty for a null, else 1 to 32 bytes of the characters the
+ * canonical form uses. Whether it is the canonical form is not checked here (a chunk's
+ * bytes are authenticated before they are decoded; this is defence in depth), but
+ * st_column_floats refuses anything that does not read as a finite float64.
+ */
+static int
+float_text(const char *p, size_t n, int null)
+{
+    size_t i;
+
+    if (null)
+        return n == 0;
+    if (n == 0 || n >= ST_FLOAT_TEXT)
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!((p[i] >= '0' && p[i] <= '9') || p[i] == '.' || p[i] == 'e' || p[i] == '-' ||
+              p[i] == '+'))
+            return 0;
+    return 1;
+}
+
+sl_code
+st_column_floats(st_column *c)
+{
+    uint32_t r;
+
+    if (c->type != ST_FLOAT64 || c->f64 != NULL || !c->text)
+        return SL_OK;
+    c->f64 = sl_xcalloc(c->rows ? c->rows : 1, sizeof *c->f64);
+    for (r = 0; r < c->rows; r++)
+        if (!c->nulls[r] &&
+            st_parse_float64(c->str + c->off[r], c->off[r + 1] - c->off[r], &c->f64[r]) != SL_OK)
+            return SL_EINVALID;
+    return SL_OK;
+}
+
 sl_code
 st_column_decode(const unsigned char *p, size_t n, st_column *out)
 {
     st_column c;
     uint32_t rows, nnull, got, r;
     size_t nb, need;
-    int type;
+    int type, text;
 
-    if (n < HEAD_BYTES || memcmp(p, CHUNK_MAGIC, 4) != 0 || p[5] || p[6] || p[7])
+    if (n < HEAD_BYTES || memcmp(p, CHUNK_MAGIC, 4) != 0 || p[5] > 1 || p[6] || p[7])
         return SL_EINVALID;
     type = p[4];
-    if (type > ST_STRING)
+    if (type > ST_STRING || (p[5] && (type != ST_FLOAT64 || st_rd32(p + 8) == 0)))
         return SL_EINVALID;
+    text = p[5];
     rows = st_rd32(p + 8);
     nnull = st_rd32(p + 12);
     if (rows > SL_ROWS_PER_GROUP || nnull > rows)
@@ -250,7 +311,7 @@ st_column_decode(const unsigned char *p, size_t n, st_column *out)
         p += nb;
         n -= nb;
     }
-    switch (c.type) {
+    switch (text ? ST_STRING : c.type) {
     case ST_INT64:
     case ST_FLOAT64:
         if (n != (size_t)rows * 8)
@@ -291,12 +352,15 @@ st_column_decode(const unsigned char *p, size_t n, st_column *out)
         memcpy(c.str, p + need, c.off[rows]);
         c.str_cap = c.off[rows];
         for (r = 0; r < rows; r++) {
-            if (!sl_utf8_valid(c.str + c.off[r], c.off[r + 1] - c.off[r]) ||
-                memchr(c.str + c.off[r], '\0', c.off[r + 1] - c.off[r]) != NULL)
+            size_t len = c.off[r + 1] - c.off[r];
+            if (text ? !float_text(c.str + c.off[r], len, c.nulls[r])
+                     : !sl_utf8_valid(c.str + c.off[r], len) ||
+                           memchr(c.str + c.off[r], '\0', len) != NULL)
                 goto bad;
-            if (c.nulls[r] && c.off[r + 1] != c.off[r])
+            if (c.nulls[r] && len != 0)
                 goto bad;
         }
+        c.text = text;
         break;
     }
     /* a null row holds the zero value */
@@ -305,7 +369,7 @@ st_column_decode(const unsigned char *p, size_t n, st_column *out)
             continue;
         if ((c.type == ST_INT64 && c.i64[r] != 0) || (c.type == ST_BOOL && c.b[r] != 0))
             goto bad;
-        if (c.type == ST_FLOAT64) {
+        if (c.type == ST_FLOAT64 && !c.text) {
             uint64_t u;
             memcpy(&u, &c.f64[r], 8);
             if (u != 0)

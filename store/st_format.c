@@ -133,6 +133,15 @@ value_text(const st_column *c, uint32_t r, st_out f, sl_buf *out)
         n = (size_t)snprintf(num, sizeof num, "%" PRId64, c->i64[r]);
         return sl_buf_append(out, num, n);
     case ST_FLOAT64:
+        if (c->text) { /* canonical already: copied as it is */
+            const char *t = c->str + c->off[r];
+            size_t len = c->off[r + 1] - c->off[r];
+            sl_code rc = sl_buf_append(out, t, len);
+            if (rc == SL_OK && f == ST_OUT_JSONL && memchr(t, '.', len) == NULL &&
+                memchr(t, 'e', len) == NULL)
+                rc = sl_buf_append(out, ".0", 2);
+            return rc;
+        }
         n = st_format_float64(c->f64[r], num);
         /* in JSON a number without a point or exponent reads as an integer (and -0 as 0):
          * a float keeps ".0" there so its type and sign survive */
@@ -227,6 +236,8 @@ st_out_rows(st_out f, const char *const *names, const st_column *cols, size_t nc
             const st_column *c = &cols[i];
             if (f == ST_OUT_NPY) {
                 unsigned char v[8];
+                if (c->type == ST_FLOAT64 && c->f64 == NULL)
+                    return SL_EINVALID; /* st_column_floats first */
                 double d = c->nulls[r]             ? NAN
                            : c->type == ST_FLOAT64 ? c->f64[r]
                            : c->type == ST_INT64   ? (double)c->i64[r]

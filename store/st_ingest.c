@@ -21,7 +21,19 @@ typedef struct {
     st_column *cols;
     uint64_t *lines;
     uint32_t rows;
+    size_t bytes; /* of field text */
 } text_group;
+
+/* A record's field bytes. */
+static size_t
+rec_bytes(const st_field *f, size_t n)
+{
+    size_t i, b = 0;
+
+    for (i = 0; i < n; i++)
+        b += f[i].n;
+    return b;
+}
 
 struct st_ingest {
     const st_storage *s;
@@ -49,6 +61,7 @@ struct st_ingest {
     sl_code werr; /* the writer's refusal, once */
     sl_err werr_msg;
     st_column *typed_cols;
+    unsigned char *incompressible; /* per column: a chunk did not compress; not tried again */
     sl_buf enc;
     uint32_t group; /* groups written */
     uint64_t stored;
@@ -119,6 +132,7 @@ st_ingest_free(st_ingest *g)
     free(g->names);
     free(g->types);
     free(g->typed_cols);
+    free(g->incompressible);
     cry_sha256_free(g->sha);
     json_decref(g->groups);
     if (g->enc.data != NULL)
@@ -184,6 +198,18 @@ settle_types(st_ingest *g, const text_group *t)
     g->typed = 1;
 }
 
+/*
+ * Whether a chunk is worth igzip's time (about 0.3 GB/s a core): a float64 column kept as
+ * canonical text would halve, but compressing it would bound uploads (and inflating it,
+ * reads), so it is stored as it is; float64 bits hardly compress; any other column is
+ * tried until one of its chunks does not save an eighth, then stored as well.
+ */
+static int
+try_compress(const st_ingest *g, size_t i, const st_column *c)
+{
+    return c->type != ST_FLOAT64 && !g->incompressible[i];
+}
+
 /* The writer: a group's text to typed columns (refusing what does not fit, with its
  * line and column), then each chunk written. */
 static sl_code
@@ -195,6 +221,7 @@ write_group(st_ingest *g, text_group *t, sl_err *err)
     uint32_t r;
 
     if (g->typed_cols == NULL) {
+        g->incompressible = sl_xcalloc(g->ncols ? g->ncols : 1, 1);
         g->typed_cols = sl_xcalloc(g->ncols ? g->ncols : 1, sizeof(st_column));
         for (i = 0; i < g->ncols; i++)
             st_column_init(&g->typed_cols[i], g->types[i]);
@@ -205,6 +232,7 @@ write_group(st_ingest *g, text_group *t, sl_err *err)
         st_place pl = {g->dataset, g->version, g->group, (uint32_t)i, g->key_version};
         st_chunk_info info;
         st_column_reset(c);
+        c->text = 1; /* float64 text is kept when it is all canonical already */
         for (r = 0; r < text->rows; r++) {
             st_field f = {text->str != NULL ? text->str + text->off[r] : "",
                           text->off[r + 1] - text->off[r], text->nulls[r]};
@@ -230,11 +258,14 @@ write_group(st_ingest *g, text_group *t, sl_err *err)
             sl_err_set(err, rc, "a column chunk is larger than the limit");
             break;
         }
-        rc = st_chunk_put(g->s, &pl, g->key, (unsigned char *)g->enc.data, g->enc.len, &info, err);
+        rc = st_chunk_put(g->s, &pl, g->key, (unsigned char *)g->enc.data, g->enc.len,
+                          try_compress(g, i, c), &info, err);
         sodium_memzero(g->enc.data, g->enc.len);
         if (rc != SL_OK)
             break;
         g->stored += info.stored;
+        if (!info.compressed && c->type != ST_FLOAT64)
+            g->incompressible[i] = 1;
         json_array_append_new(chunks,
                               json_pack("{s:I, s:I, s:b}", "raw", (json_int_t)info.raw, "stored",
                                         (json_int_t)info.stored, "compressed", info.compressed));
@@ -271,6 +302,7 @@ writer_main(void *arg)
         for (i = 0; i < g->ncols; i++)
             st_column_reset(&t->cols[i]);
         t->rows = 0;
+        t->bytes = 0;
         pthread_mutex_lock(&g->mu);
         if (rc != SL_OK && g->werr == SL_OK) {
             g->werr = rc;
@@ -343,7 +375,8 @@ on_record(void *ctx, uint64_t rec, uint64_t line, const st_field *f, size_t n, s
     }
     t->lines[t->rows++] = line;
     g->rows++;
-    if (t->rows == SL_ROWS_PER_GROUP)
+    t->bytes += rec_bytes(f, n);
+    if (t->rows == SL_ROWS_PER_GROUP || t->bytes >= ST_GROUP_BYTES)
         return hand_over(g, err);
     return SL_OK;
 }

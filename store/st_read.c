@@ -145,7 +145,8 @@ load_group(st_reader *r, sl_err *err)
         r->rebuilt += (uint64_t)__builtin_popcount(bad);
         if (rc == SL_OK &&
             (st_column_decode((unsigned char *)raw.data, raw.len, &r->data[i]) != SL_OK ||
-             r->data[i].rows != rows || r->data[i].type != r->types[i]))
+             r->data[i].rows != rows || r->data[i].type != r->types[i] ||
+             (r->fmt == ST_OUT_NPY && st_column_floats(&r->data[i]) != SL_OK)))
             rc = sl_err_set(err, SL_EUNAVAIL, "a chunk does not decode as its manifest says");
         if (raw.data != NULL)
             sodium_memzero(raw.data, raw.len);

@@ -160,26 +160,26 @@ write_file(const char *path, const unsigned char *p, size_t n, int durable, sl_e
 }
 
 static sl_code chunk_write(const st_storage *s, const st_place *pl, const cry_key *key,
-                           const unsigned char *raw, size_t n, int durable, st_chunk_info *info,
-                           sl_err *err);
+                           const unsigned char *raw, size_t n, int durable, int try_compress,
+                           st_chunk_info *info, sl_err *err);
 
 sl_code
 st_chunk_write(const st_storage *s, const st_place *pl, const cry_key *key,
                const unsigned char *raw, size_t n, st_chunk_info *info, sl_err *err)
 {
-    return chunk_write(s, pl, key, raw, n, 1, info, err);
+    return chunk_write(s, pl, key, raw, n, 1, 1, info, err);
 }
 
 sl_code
 st_chunk_put(const st_storage *s, const st_place *pl, const cry_key *key, const unsigned char *raw,
-             size_t n, st_chunk_info *info, sl_err *err)
+             size_t n, int try_compress, st_chunk_info *info, sl_err *err)
 {
-    return chunk_write(s, pl, key, raw, n, 0, info, err);
+    return chunk_write(s, pl, key, raw, n, 0, try_compress, info, err);
 }
 
 static sl_code
 chunk_write(const st_storage *s, const st_place *pl, const cry_key *key, const unsigned char *raw,
-            size_t n, int durable, st_chunk_info *info, sl_err *err)
+            size_t n, int durable, int try_compress, st_chunk_info *info, sl_err *err)
 {
     unsigned char aad[AAD_BYTES], *sealed = NULL;
     st_frag frags[ST_MAX_FRAGMENTS];
@@ -193,7 +193,7 @@ chunk_write(const st_storage *s, const st_place *pl, const cry_key *key, const u
     if (n > SL_MAX_CHUNK_BYTES)
         return sl_err_set(err, SL_ETOOLARGE, "a column chunk is larger than the limit");
     sl_buf_init(&packed, (size_t)SL_MAX_CHUNK_BYTES + ST_PACK_HEAD);
-    if ((rc = st_pack(raw, n, &packed, &info->compressed)) != SL_OK) {
+    if ((rc = st_pack(raw, n, try_compress, &packed, &info->compressed)) != SL_OK) {
         sl_err_set(err, rc, "a column chunk is larger than the limit");
         goto out;
     }

@@ -416,6 +416,14 @@ st_format_float64(double v, char out[ST_FLOAT_TEXT])
     return o;
 }
 
+int
+st_float64_canonical(const char *p, size_t n, double v)
+{
+    char t[ST_FLOAT_TEXT];
+
+    return st_format_float64(v, t) == n && memcmp(t, p, n) == 0;
+}
+
 void
 st_infer_init(st_infer *s)
 {

@@ -512,6 +512,73 @@ float64_formatting_matches_reference(void **state)
     }
 }
 
+/* float64 chunks keep canonical text (served by copying it) and fall back to binary
+ * as soon as one value is not canonical; the decoder takes both and refuses nonsense. */
+static void
+float_text_chunks(void **state)
+{
+    static const char *const canon[] = {"0.1", "-0", "5e-324", "1e+22", "123.5", NULL};
+    static const char *const other[] = {"0.1", "0.50", NULL};
+    st_column c, d;
+    sl_buf enc, out;
+    sl_err err;
+    size_t i;
+    const char *const names[] = {"x"};
+
+    (void)state;
+    st_column_init(&c, ST_FLOAT64);
+    c.text = 1;
+    for (i = 0; i < 6; i++) {
+        st_field f = {canon[i] ? canon[i] : "", canon[i] ? strlen(canon[i]) : 0, canon[i] == NULL};
+        assert_int_equal(st_column_add(&c, &f, &err), SL_OK);
+    }
+    assert_true(c.text);
+    sl_buf_init(&enc, 1 << 20);
+    assert_int_equal(st_column_encode(&c, &enc), SL_OK);
+    assert_int_equal((unsigned char)enc.data[5], 1); /* the text flag */
+    assert_int_equal(st_column_decode((unsigned char *)enc.data, enc.len, &d), SL_OK);
+    assert_true(d.text);
+    assert_null(d.f64);
+    sl_buf_init(&out, 1 << 20);
+    assert_int_equal(st_out_rows(ST_OUT_CSV, names, &d, 1, 0, 6, &out), SL_OK);
+    assert_string_equal(out.data, "0.1\n-0\n5e-324\n1e+22\n123.5\n\n");
+    sl_buf_reset(&out);
+    assert_int_equal(st_out_rows(ST_OUT_JSONL, names, &d, 1, 1, 2, &out), SL_OK);
+    assert_string_equal(out.data, "{\"x\":-0.0}\n");
+    /* npy needs the numbers: refused until they are read */
+    assert_int_equal(st_out_rows(ST_OUT_NPY, names, &d, 1, 0, 1, &out), SL_EINVALID);
+    assert_int_equal(st_column_floats(&d), SL_OK);
+    assert_true(d.f64[4] == 123.5 && signbit(d.f64[1]));
+    st_column_clear(&d);
+    /* the decoder: a text flag on another type, a null with text, a stray character */
+    enc.data[4] = ST_INT64;
+    assert_int_equal(st_column_decode((unsigned char *)enc.data, enc.len, &d), SL_EINVALID);
+    enc.data[4] = ST_FLOAT64;
+    enc.data[enc.len - 1] = 'x';
+    assert_int_equal(st_column_decode((unsigned char *)enc.data, enc.len, &d), SL_EINVALID);
+    sl_buf_free(&enc);
+    st_column_clear(&c);
+    /* one value typed another way ("0.50" prints as 0.5): binary, and served canonical */
+    st_column_init(&c, ST_FLOAT64);
+    c.text = 1;
+    for (i = 0; other[i] != NULL; i++) {
+        st_field f = {other[i], strlen(other[i]), 0};
+        assert_int_equal(st_column_add(&c, &f, &err), SL_OK);
+    }
+    assert_false(c.text);
+    sl_buf_init(&enc, 1 << 20);
+    assert_int_equal(st_column_encode(&c, &enc), SL_OK);
+    assert_int_equal((unsigned char)enc.data[5], 0);
+    assert_int_equal(st_column_decode((unsigned char *)enc.data, enc.len, &d), SL_OK);
+    sl_buf_reset(&out);
+    assert_int_equal(st_out_rows(ST_OUT_CSV, names, &d, 1, 0, 2, &out), SL_OK);
+    assert_string_equal(out.data, "0.1\n0.5\n");
+    st_column_clear(&d);
+    st_column_clear(&c);
+    sl_buf_free(&enc);
+    sl_buf_free(&out);
+}
+
 static void
 bools_and_types(void **state)
 {
@@ -596,6 +663,7 @@ round_trip(st_column *c, sl_buf *enc)
     sl_buf_init(enc, SL_MAX_CHUNK_BYTES);
     assert_int_equal(st_column_encode(c, enc), SL_OK);
     assert_int_equal(st_column_decode((const unsigned char *)enc->data, enc->len, &d), SL_OK);
+    assert_int_equal(st_column_floats(&d), SL_OK);
     assert_int_equal(d.type, c->type);
     assert_int_equal(d.rows, c->rows);
     for (r = 0; r < c->rows; r++) {
@@ -755,7 +823,7 @@ pack_where_it_pays(void **state)
     }
     sl_buf_init(&packed, SL_MAX_CHUNK_BYTES);
     sl_buf_init(&back, SL_MAX_CHUNK_BYTES);
-    assert_int_equal(st_pack(digits, n, &packed, &compressed), SL_OK);
+    assert_int_equal(st_pack(digits, n, 1, &packed, &compressed), SL_OK);
     assert_true(compressed);
     assert_true(packed.len < n * 2 / 3);
     assert_int_equal(st_unpack((unsigned char *)packed.data, packed.len, n, &back), SL_OK);
@@ -774,7 +842,7 @@ pack_where_it_pays(void **state)
     packed.data[0] = 7;
     assert_int_equal(st_unpack((unsigned char *)packed.data, packed.len, n, &back), SL_EINVALID);
     sl_buf_reset(&packed);
-    assert_int_equal(st_pack(noise, n, &packed, &compressed), SL_OK);
+    assert_int_equal(st_pack(noise, n, 1, &packed, &compressed), SL_OK);
     assert_false(compressed);
     assert_int_equal(packed.len, n + ST_PACK_HEAD);
     assert_int_equal(st_unpack((unsigned char *)packed.data, packed.len, n, &back), SL_OK);
@@ -782,7 +850,7 @@ pack_where_it_pays(void **state)
     assert_int_equal(sl_buf_append(&packed, "x", 1), SL_OK);
     assert_int_equal(st_unpack((unsigned char *)packed.data, packed.len, n, &back), SL_EINVALID);
     sl_buf_reset(&packed);
-    assert_int_equal(st_pack(noise, 0, &packed, &compressed), SL_OK); /* empty */
+    assert_int_equal(st_pack(noise, 0, 1, &packed, &compressed), SL_OK); /* empty */
     sl_buf_reset(&back);
     assert_int_equal(st_unpack((unsigned char *)packed.data, packed.len, 0, &back), SL_OK);
     assert_int_equal(back.len, 0);
@@ -1068,6 +1136,7 @@ read_column(store_fixture *fx, uint32_t group, uint32_t col, st_column *out)
     sl_buf_init(&raw, SL_MAX_CHUNK_BYTES);
     assert_int_equal(st_chunk_read(fx->s, &pl, fx->key, &raw, &bad, &err), SL_OK);
     assert_int_equal(st_column_decode((unsigned char *)raw.data, raw.len, out), SL_OK);
+    assert_int_equal(st_column_floats(out), SL_OK);
     sl_buf_free(&raw);
 }
 
@@ -1387,6 +1456,7 @@ main(void)
         cmocka_unit_test(int64_values),
         cmocka_unit_test(float64_values_round_trip),
         cmocka_unit_test(float64_formatting_matches_reference),
+        cmocka_unit_test(float_text_chunks),
         cmocka_unit_test(bools_and_types),
         cmocka_unit_test(inference),
         cmocka_unit_test(columns_round_trip),
