@@ -1,11 +1,15 @@
 /*
- * gateway/gw_cli.c: the client commands, over libcurl: whoami, principals, tokens, the
- * audit trail (export, and verify on the server or offline), public keys. Settings come
- * from SLUICE_ADDR, SLUICE_TOKEN and SLUICE_CACERT like other tools of the kind.
+ * gateway/gw_cli.c: the client commands, over libcurl: whoami, principals, tokens,
+ * datasets (uploads and fetches streamed, never held in memory), the audit trail (export,
+ * and verify on the server or offline), keys, the store's scrub. Settings come from
+ * SLUICE_ADDR, SLUICE_TOKEN and SLUICE_CACERT like other tools of the kind.
  */
 #include <sys/stat.h>
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,7 +31,143 @@ typedef struct {
     FILE *sink; /* when streaming to a file or stdout */
     long status;
     int too_large;
+    int sink_errno; /* why writing to sink failed */
 } answer;
+
+/*
+ * What a request may carry besides a JSON body: a body streamed from a file as libcurl
+ * asks for it (an upload is never held in memory), and a progress bar on stderr.
+ */
+typedef struct {
+    FILE *in;            /* the request body, or NULL */
+    curl_off_t in_size;  /* its size; -1 when not known (a pipe): sent chunked */
+    const char *in_type; /* its media type */
+    int in_errno;        /* why reading it failed */
+    int bar;             /* draw a progress bar */
+    int drawn;           /* a bar is on the screen: it needs its final line */
+    int64_t t0, last;    /* monotonic ns: start, last redraw */
+    curl_off_t done, total;
+} xfer;
+
+#define BAR_EVERY_NS 100000000 /* redraw at most ten times a second */
+
+/*
+ * Set by SIGINT or SIGTERM while a fetch writes a file, so that the transfer stops
+ * through libcurl and the partial file is removed; the one mutable global here, because
+ * a signal handler can reach nothing else.
+ */
+static volatile sig_atomic_t stop_signal;
+
+static void
+on_stop_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+static size_t
+on_read(char *p, size_t size, size_t n, void *cls)
+{
+    xfer *x = cls;
+    size_t got = fread(p, size, n, x->in);
+
+    if (got == 0 && ferror(x->in)) {
+        x->in_errno = errno ? errno : EIO;
+        return CURL_READFUNC_ABORT;
+    }
+    return got;
+}
+
+/* 12.3 MB: decimal units, like transfer rates */
+static void
+human(double bytes, char out[32])
+{
+    if (bytes < 1e3)
+        snprintf(out, 32, "%.0f B", bytes);
+    else if (bytes < 1e6)
+        snprintf(out, 32, "%.1f kB", bytes / 1e3);
+    else if (bytes < 1e9)
+        snprintf(out, 32, "%.1f MB", bytes / 1e6);
+    else
+        snprintf(out, 32, "%.2f GB", bytes / 1e9);
+}
+
+static void
+bar_draw(const xfer *x, int64_t now)
+{
+    static const char full[] = "########################", empty[] = "------------------------";
+    double secs = (double)(now - x->t0) / 1e9;
+    double rate = secs > 0 ? (double)x->done / secs / 1e6 : 0;
+    char done[32], total[32];
+
+    human((double)x->done, done);
+    if (x->total > 0) {
+        int pct = x->done >= x->total ? 100 : (int)(x->done * 100 / x->total);
+        int fill = pct * 24 / 100;
+        human((double)x->total, total);
+        fprintf(stderr, "\r[%.*s%.*s] %10s / %-10s %3d%%  %6.1f MB/s ", fill, full, 24 - fill,
+                empty, done, total, pct, rate);
+    } else {
+        fprintf(stderr, "\r%10s  %6.1f MB/s ", done, rate);
+    }
+}
+
+/* libcurl's progress callback: draws the bar, and stops the transfer on a signal. */
+static int
+on_progress(void *cls, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    xfer *x = cls;
+    int64_t now;
+
+    if (stop_signal)
+        return 1;
+    if (!x->bar)
+        return 0;
+    x->done = x->in != NULL ? ulnow : dlnow;
+    x->total = x->in != NULL ? ultotal : dltotal;
+    now = sl_mono_ns();
+    if (now - x->last < BAR_EVERY_NS)
+        return 0;
+    x->last = now;
+    x->drawn = 1;
+    bar_draw(x, now);
+    return 0;
+}
+
+/* The last state of the bar and its newline; a transfer quicker than a redraw shows none. */
+static void
+bar_end(xfer *x)
+{
+    if (x == NULL || !x->drawn)
+        return;
+    bar_draw(x, sl_mono_ns());
+    fputc('\n', stderr);
+    x->drawn = 0;
+}
+
+/* Sets up the upload and the progress callback of x; returns the header list. */
+static struct curl_slist *
+setup_xfer(CURL *curl, xfer *x, struct curl_slist *h)
+{
+    char ct[128];
+
+    if (x->in != NULL) {
+        snprintf(ct, sizeof ct, "Content-Type: %s", x->in_type);
+        h = curl_slist_append(h, ct);
+        if (x->in_size < 0)
+            h = curl_slist_append(h, "Transfer-Encoding: chunked");
+        else
+            curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, x->in_size);
+        /* UPLOAD streams the body through on_read; the method stays the one asked */
+        curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(curl, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(curl, CURLOPT_READDATA, x);
+    }
+    x->t0 = x->last = sl_mono_ns();
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, x);
+    return h;
+}
 
 static size_t
 on_data(char *p, size_t size, size_t n, void *cls)
@@ -35,8 +175,12 @@ on_data(char *p, size_t size, size_t n, void *cls)
     answer *a = cls;
     size_t len = size * n;
 
-    if (a->sink != NULL && a->status >= 200 && a->status < 300)
-        return fwrite(p, 1, len, a->sink) == len ? len : 0;
+    if (a->sink != NULL && a->status >= 200 && a->status < 300) {
+        if (fwrite(p, 1, len, a->sink) == len)
+            return len;
+        a->sink_errno = errno ? errno : EIO;
+        return 0;
+    }
     if (sl_buf_append(&a->body, p, len) != SL_OK) {
         a->too_large = 1;
         return 0;
@@ -71,11 +215,13 @@ fail(const cli *c, const char *fmt, ...)
 }
 
 /*
- * One request. body may be NULL; sink, when given, receives a 2xx body as it streams.
- * Returns the HTTP status, or -1 when the request could not be made (message printed).
+ * One request. body may be NULL; sink, when given, receives a 2xx body as it streams; x,
+ * when given, streams the request body from a file and draws a progress bar. Returns the
+ * HTTP status, or -1 when the request could not be made or ended early (message printed;
+ * a->status then still says whether an answer had begun).
  */
 static long
-request(const cli *c, const char *method, const char *path, const json_t *body, FILE *sink,
+request(const cli *c, const char *method, const char *path, const json_t *body, FILE *sink, xfer *x,
         answer *a)
 {
     const char *addr = getenv("SLUICE_ADDR"), *token = getenv("SLUICE_TOKEN");
@@ -112,6 +258,8 @@ request(const cli *c, const char *method, const char *path, const json_t *body, 
         h = curl_slist_append(h, "Content-Type: application/json");
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, text);
     }
+    if (x != NULL)
+        h = setup_xfer(curl, x, h);
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
@@ -129,13 +277,24 @@ request(const cli *c, const char *method, const char *path, const json_t *body, 
     if (strcmp(method, "HEAD") == 0)
         curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
     cc = curl_easy_perform(curl);
+    bar_end(x);
     curl_slist_free_all(h);
     sodium_memzero(auth, strlen(auth));
     free(auth);
     free(text);
     curl_easy_cleanup(curl);
+    /* a refusal sent before the whole upload was read (a bad CSV line, say) ends the
+     * sending side; the answer, when it came, says why better than libcurl can */
+    if (cc != CURLE_OK && sink == NULL && a->status >= 400 && a->body.len > 0)
+        return a->status;
     if (cc != CURLE_OK) {
-        fail(c, "request failed: %s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
+        /* after a signal, who caught it says what was left undone */
+        if (x != NULL && x->in_errno != 0)
+            fail(c, "could not read the upload: %s", strerror(x->in_errno));
+        else if (a->sink_errno != 0)
+            fail(c, "could not write the answer: %s", strerror(a->sink_errno));
+        else if (!stop_signal)
+            fail(c, "request failed: %s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
         if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE)
             fprintf(stderr, "  (set SLUICE_CACERT to the server's certificate, "
                             "DATA_DIR/tls/cert.pem for a self-signed one)\n");
@@ -160,12 +319,14 @@ report_error(const cli *c, answer *a)
     return 1;
 }
 
-/* Runs a request whose answer is JSON; *out is the parsed answer (NULL for 204). */
+/* Runs a request whose answer is JSON; *out is the parsed answer (NULL for 204). x as for
+ * request(). */
 static int
-call(const cli *c, const char *method, const char *path, const json_t *body, json_t **out)
+call_x(const cli *c, const char *method, const char *path, const json_t *body, xfer *x,
+       json_t **out)
 {
     answer a;
-    long st = request(c, method, path, body, NULL, &a);
+    long st = request(c, method, path, body, NULL, x, &a);
 
     *out = NULL;
     if (st < 0)
@@ -187,6 +348,12 @@ call(const cli *c, const char *method, const char *path, const json_t *body, jso
     sodium_memzero(a.body.data, a.body.len);
     sl_buf_free(&a.body);
     return 0;
+}
+
+static int
+call(const cli *c, const char *method, const char *path, const json_t *body, json_t **out)
+{
+    return call_x(c, method, path, body, NULL, out);
 }
 
 static void
@@ -318,8 +485,8 @@ popts_free(popts *o)
     json_decref(o->attrs);
 }
 
-/* Percent-encodes one path segment or query value. */
-static void
+/* Percent-encodes one path segment or query value; -1 when it did not fit in out. */
+static int
 enc(const char *s, char *out, size_t cap)
 {
     static const char hexd[] = "0123456789ABCDEF";
@@ -337,6 +504,7 @@ enc(const char *s, char *out, size_t cap)
         }
     }
     out[o] = '\0';
+    return *s == '\0' ? 0 : -1;
 }
 
 static void
@@ -362,8 +530,8 @@ cmd_principal(cli *c, int argc, char **argv)
     enc(o.positional ? o.positional : "", name, sizeof name);
     if (strcmp(sub, "create") == 0 && o.positional) {
         body = json_pack("{s:s, s:s}", "name", o.positional, "kind", o.kind ? o.kind : "user");
-        json_object_set(body, "roles", o.roles ? o.roles : json_array());
-        json_object_set(body, "attributes", o.attrs ? o.attrs : json_object());
+        json_object_set_new(body, "roles", o.roles ? json_incref(o.roles) : json_array());
+        json_object_set_new(body, "attributes", o.attrs ? json_incref(o.attrs) : json_object());
         if (o.ttl > 0)
             json_object_set_new(body, "ttl_seconds", json_integer(o.ttl));
         rc = call(c, "POST", "/v1/principals", body, &a);
@@ -645,7 +813,7 @@ cmd_audit(cli *c, int argc, char **argv)
         int rc = 0;
         if (sink == NULL)
             return fprintf(stderr, "sluice audit export: cannot write %s\n", out), 1;
-        st = request(c, "GET", path, NULL, sink, &a);
+        st = request(c, "GET", path, NULL, sink, NULL, &a);
         if (st < 0)
             rc = 1;
         else if (st < 200 || st >= 300)
@@ -660,6 +828,703 @@ cmd_audit(cli *c, int argc, char **argv)
     }
 }
 
+/* ---- datasets ---- */
+
+static int usage(const cli *c, const char *fmt, ...) SL_PRINTF(2, 3);
+
+/* A usage error: the reason, where to look, exit status 2. */
+static int
+usage(const cli *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "sluice %s: ", c->cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see sluice %s --help)\n", c->cmd);
+    return 2;
+}
+
+/*
+ * Text another principal wrote (descriptions, column names, tags) goes to a terminal:
+ * control characters, C1 ones included, become spaces so that none can move the cursor or
+ * rewrite the screen; cut at a character boundary to fit cap. "-" when not a string.
+ */
+static const char *
+clean(const json_t *v, char *out, size_t cap)
+{
+    const unsigned char *s = (const unsigned char *)json_string_value(v);
+    size_t o = 0;
+
+    if (s == NULL)
+        return "-";
+    /* room kept for one more character, "..." and the terminator */
+    while (*s != '\0' && o + 8 < cap) {
+        size_t len = *s < 0x80 ? 1 : *s < 0xe0 ? 2 : *s < 0xf0 ? 3 : 4, k;
+        if (*s < 0x20 || *s == 0x7f || (*s == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f)) {
+            out[o++] = ' ';
+            s += len;
+            continue;
+        }
+        for (k = 0; k < len && s[k] != '\0'; k++)
+            out[o++] = (char)s[k];
+        s += k;
+    }
+    if (*s != '\0') {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* An integer field as text; "-" when it is null or missing. */
+static const char *
+num(const json_t *v, char out[32])
+{
+    if (!json_is_integer(v))
+        return "-";
+    snprintf(out, 32, "%lld", (long long)json_integer_value(v));
+    return out;
+}
+
+/* A version in a path: a positive number, or "latest" when allowed. */
+static int
+version_ok(const char *v, int latest_ok)
+{
+    int64_t n;
+
+    if (latest_ok && strcmp(v, "latest") == 0)
+        return 1;
+    return sl_parse_i64(v, 1, INT32_MAX, &n) == SL_OK;
+}
+
+/*
+ * /v1/datasets/NAME[/versions/V]SUFFIX. The name and the version are checked here, so
+ * that nothing but a valid segment reaches the path; encoding them is then a second guard.
+ */
+static int
+ds_path(const cli *c, const char *name, const char *version, const char *suffix, char *path,
+        size_t cap)
+{
+    char n[SL_MAX_NAME * 3 + 8], v[64];
+    int len;
+
+    if (!sl_name_valid(name))
+        return usage(c, "\"%.80s\" is not a dataset name (^[a-z][a-z0-9_.-]{0,62}$)", name);
+    if (version != NULL && !version_ok(version, 1))
+        return usage(c, "a version is a positive integer or latest, not \"%.40s\"", version);
+    if (enc(name, n, sizeof n) != 0 || enc(version ? version : "", v, sizeof v) != 0)
+        return usage(c, "%s", "a name or version is too long");
+    len = snprintf(path, cap, "/v1/datasets/%s%s%s%s", n, version ? "/versions/" : "", v, suffix);
+    if (len < 0 || (size_t)len >= cap)
+        return usage(c, "%s", "the request path is too long");
+    return 0;
+}
+
+/* Appends ?key=value or &key=value, the value percent-encoded; 2 when it does not fit. */
+static int
+query_add(const cli *c, char *path, size_t cap, const char *key, const char *val)
+{
+    char v[2048];
+    size_t len = strlen(path);
+    int n;
+
+    if (enc(val, v, sizeof v) != 0)
+        return usage(c, "the value of --%s is too long", key);
+    n = snprintf(path + len, cap - len, "%c%s=%s", strchr(path, '?') ? '&' : '?', key, v);
+    if (n < 0 || (size_t)n >= cap - len)
+        return usage(c, "%s", "the arguments are too long for one request");
+    return 0;
+}
+
+/* The options of `sluice dataset`; each subcommand says which it takes. */
+enum {
+    D_CLASS = 1 << 0,
+    D_DESC = 1 << 1,
+    D_COLUMN = 1 << 2,
+    D_LIMIT = 1 << 3,
+    D_AFTER = 1 << 4,
+    D_VERSION = 1 << 5,
+    D_FORMAT = 1 << 6,
+    D_COLUMNS = 1 << 7,
+    D_OFFSET = 1 << 8,
+    D_OUT = 1 << 9,
+};
+
+static const struct {
+    const char *name;
+    unsigned flag;
+} dflags[] = {
+    {"--classification", D_CLASS}, {"--description", D_DESC},
+    {"--column", D_COLUMN},        {"--limit", D_LIMIT},
+    {"--after", D_AFTER},          {"--version", D_VERSION},
+    {"--format", D_FORMAT},        {"--columns", D_COLUMNS},
+    {"--offset", D_OFFSET},        {"--out", D_OUT},
+};
+
+typedef struct {
+    const char *pos[2];
+    int npos;
+    const char *classification, *description, *after, *version, *format, *columns, *out;
+    json_t *cols;          /* --column, as the API's objects */
+    int64_t limit, offset; /* -1 unset */
+} dopts;
+
+static const char *const col_types[] = {"float64", "int64", "bool", "string", NULL};
+
+static int
+is_type(const char *s)
+{
+    int i;
+
+    for (i = 0; col_types[i] != NULL; i++)
+        if (strcmp(s, col_types[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * --column NAME[:TYPE][:TAG,TAG...]. A second part is always the type, so that a typo
+ * (int for int64) is refused rather than kept as a tag: tags without a type are NAME::TAGS.
+ * The server checks names and tags.
+ */
+static int
+parse_column(const cli *c, const char *spec, json_t **cols)
+{
+    char buf[1024], *type = NULL, *tags = NULL, *p;
+    json_t *col, *list;
+
+    if (strlen(spec) >= sizeof buf)
+        return usage(c, "%s", "--column is too long");
+    snprintf(buf, sizeof buf, "%s", spec);
+    if ((p = strchr(buf, ':')) != NULL) {
+        *p++ = '\0';
+        type = p;
+        if ((p = strchr(p, ':')) != NULL) {
+            *p++ = '\0';
+            tags = p;
+        }
+    }
+    if (buf[0] == '\0')
+        return usage(c, "%s", "--column needs a NAME");
+    if (type != NULL && *type != '\0' && !is_type(type))
+        return usage(c,
+                     "column type \"%.40s\" is not float64, int64, bool or string (tags "
+                     "without a type: NAME::TAGS)",
+                     type);
+    col = json_pack("{s:s}", "name", buf);
+    if (type != NULL && *type != '\0')
+        json_object_set_new(col, "type", json_string(type));
+    if (tags != NULL && *tags != '\0') {
+        list = json_array();
+        json_object_set_new(col, "tags", list);
+        for (p = strtok(tags, ","); p != NULL; p = strtok(NULL, ","))
+            json_array_append_new(list, json_string(p));
+    }
+    if (*cols == NULL)
+        *cols = json_array();
+    json_array_append_new(*cols, col);
+    return 0;
+}
+
+static int
+dopt_set(const cli *c, dopts *o, unsigned flag, const char *name, const char *v)
+{
+    switch (flag) {
+    case D_CLASS:
+        o->classification = v;
+        return 0;
+    case D_DESC:
+        o->description = v;
+        return 0;
+    case D_COLUMN:
+        return parse_column(c, v, &o->cols);
+    case D_AFTER:
+        o->after = v;
+        return 0;
+    case D_COLUMNS:
+        o->columns = v;
+        return 0;
+    case D_OUT:
+        o->out = v;
+        return 0;
+    case D_VERSION:
+        if (!version_ok(v, 1))
+            return usage(c, "%s", "--version takes a positive integer or latest");
+        o->version = v;
+        return 0;
+    case D_FORMAT:
+        if (strcmp(v, "csv") != 0 && strcmp(v, "jsonl") != 0 && strcmp(v, "npy") != 0)
+            return usage(c, "%s", "--format takes csv, jsonl or npy");
+        o->format = v;
+        return 0;
+    default: /* D_LIMIT, D_OFFSET */
+        if (sl_parse_i64(v, 0, INT64_MAX / 2, flag == D_LIMIT ? &o->limit : &o->offset) != SL_OK)
+            return usage(c, "%s takes a non-negative integer", name);
+        return 0;
+    }
+}
+
+/* Options and exactly npos positional arguments, named by want (a lone "-" is one:
+ * standard input). */
+static int
+parse_dopts(const cli *c, int argc, char **argv, unsigned takes, int npos, const char *want,
+            dopts *o)
+{
+    int i, k, rc;
+
+    memset(o, 0, sizeof *o);
+    o->limit = o->offset = -1;
+    for (i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (a[0] != '-' || a[1] == '\0') {
+            if (o->npos == npos)
+                return usage(c, "unexpected argument \"%.80s\"", a);
+            o->pos[o->npos++] = a;
+            continue;
+        }
+        for (k = 0; k < (int)(sizeof dflags / sizeof dflags[0]); k++)
+            if (strcmp(a, dflags[k].name) == 0 && (takes & dflags[k].flag))
+                break;
+        if (k == (int)(sizeof dflags / sizeof dflags[0]))
+            return usage(c, "unexpected option %.80s", a);
+        if (v == NULL)
+            return usage(c, "%s needs a value", a);
+        /* everything goes into JSON or a URL: text that is not UTF-8 is refused here */
+        if (!sl_utf8_valid(v, strlen(v)))
+            return usage(c, "%s takes UTF-8 text", a);
+        if ((rc = dopt_set(c, o, dflags[k].flag, a, v)) != 0)
+            return rc;
+        i++;
+    }
+    return o->npos == npos ? 0 : usage(c, "expected %s", want);
+}
+
+static int
+ds_create(cli *c, dopts *o)
+{
+    json_t *body = NULL, *a = NULL;
+    char buf[160];
+    int rc;
+
+    if (!sl_name_valid(o->pos[0]))
+        return usage(c, "\"%.80s\" is not a dataset name (^[a-z][a-z0-9_.-]{0,62}$)", o->pos[0]);
+    if (o->classification == NULL)
+        return usage(c, "%s",
+                     "--classification is required: public, internal, "
+                     "confidential or restricted");
+    body = json_pack("{s:s, s:s}", "name", o->pos[0], "classification", o->classification);
+    if (o->description != NULL)
+        json_object_set_new(body, "description", json_string(o->description));
+    if (o->cols != NULL)
+        json_object_set(body, "columns", o->cols);
+    rc = call(c, "POST", "/v1/datasets", body, &a);
+    if (rc == 0 && !c->json_out)
+        printf("dataset %s created: %s, owner %s, %zu column%s declared\n", o->pos[0],
+               json_string_value(json_object_get(a, "classification")),
+               clean(json_object_get(a, "owner"), buf, sizeof buf),
+               json_array_size(json_object_get(a, "columns")),
+               json_array_size(json_object_get(a, "columns")) == 1 ? "" : "s");
+    json_decref(a);
+    json_decref(body);
+    return rc;
+}
+
+static int
+ds_list(cli *c, dopts *o)
+{
+    char path[1024], n[32], d[80], ow[80];
+    json_t *a = NULL, *p;
+    size_t i;
+    int rc;
+
+    if (o->limit == 0 || o->limit > SL_LIST_MAX)
+        return usage(c, "--limit takes 1 to %d", SL_LIST_MAX);
+    snprintf(path, sizeof path, "/v1/datasets?limit=%lld",
+             (long long)(o->limit > 0 ? o->limit : SL_LIST_DEFAULT));
+    if (o->after != NULL && (rc = query_add(c, path, sizeof path, "after", o->after)) != 0)
+        return rc;
+    if ((rc = call(c, "GET", path, NULL, &a)) != 0 || c->json_out) {
+        json_decref(a);
+        return rc;
+    }
+    printf("%-24s %-14s %-16s %-7s %s\n", "NAME", "CLASSIFICATION", "OWNER", "LATEST",
+           "DESCRIPTION");
+    json_array_foreach(json_object_get(a, "items"), i, p) printf(
+        "%-24s %-13s %-16s %-7s %s\n", json_string_value(json_object_get(p, "name")),
+        json_string_value(json_object_get(p, "classification")),
+        clean(json_object_get(p, "owner"), ow, sizeof ow), num(json_object_get(p, "latest"), n),
+        clean(json_object_get(p, "description"), d, sizeof d));
+    if (json_is_string(json_object_get(a, "next")))
+        printf("(more: --after %s)\n", json_string_value(json_object_get(a, "next")));
+    json_decref(a);
+    return 0;
+}
+
+static void
+print_columns(const json_t *cols)
+{
+    char name[160], type[32], tag[160];
+    json_t *col, *t;
+    size_t i, k;
+
+    printf("columns:\n");
+    if (json_array_size(cols) == 0)
+        printf("  (none declared: the first upload's header gives them)\n");
+    json_array_foreach(cols, i, col)
+    {
+        printf("  %-24s %-8s ", clean(json_object_get(col, "name"), name, sizeof name),
+               clean(json_object_get(col, "type"), type, sizeof type));
+        json_array_foreach(json_object_get(col, "tags"), k, t)
+            printf("%s%s", k ? "," : "", clean(t, tag, sizeof tag));
+        printf("\n");
+    }
+}
+
+static void
+print_dataset(const json_t *d)
+{
+    char buf[4200], r[32], v[32];
+    const json_t *ret = json_object_get(d, "retention");
+    json_t *ver;
+    size_t i;
+
+    printf("name:           %s\n", json_string_value(json_object_get(d, "name")));
+    printf("classification: %s\n", json_string_value(json_object_get(d, "classification")));
+    printf("owner:          %s\n", clean(json_object_get(d, "owner"), buf, sizeof buf));
+    printf("description:    %s\n", clean(json_object_get(d, "description"), buf, sizeof buf));
+    printf("created:        %s\n", clean(json_object_get(d, "created_at"), buf, sizeof buf));
+    printf("policy version: %s\n", num(json_object_get(d, "policy_version"), v));
+    printf("legal hold:     %s\n", json_is_true(json_object_get(d, "legal_hold")) ? "yes" : "no");
+    if (ret == NULL || json_is_null(ret)) {
+        printf("retention:      (none)\n");
+    } else {
+        char *t = json_dumps(ret, JSON_COMPACT | JSON_ENSURE_ASCII);
+        printf("retention:      %s\n", t ? t : "?");
+        free(t);
+    }
+    print_columns(json_object_get(d, "columns"));
+    printf("versions:\n");
+    if (json_array_size(json_object_get(d, "versions")) == 0)
+        printf("  (none yet)\n");
+    else
+        printf("  %-8s %-12s %-25s %s\n", "VERSION", "ROWS", "CREATED", "SHA256");
+    json_array_foreach(json_object_get(d, "versions"), i, ver) printf(
+        "  %-8s %-12s %-25s %s\n", num(json_object_get(ver, "version"), v),
+        num(json_object_get(ver, "rows"), r), clean(json_object_get(ver, "created_at"), buf, 64),
+        json_string_value(json_object_get(ver, "sha256")));
+}
+
+static void
+print_version(const json_t *d)
+{
+    char a[32], b[160];
+
+    printf("dataset:        %s\n", json_string_value(json_object_get(d, "dataset")));
+    printf("version:        %s\n", num(json_object_get(d, "version"), a));
+    printf("rows:           %s\n", num(json_object_get(d, "rows"), a));
+    printf("row groups:     %s\n", num(json_object_get(d, "row_groups"), a));
+    printf("bytes in:       %s\n", num(json_object_get(d, "bytes_in"), a));
+    printf("bytes stored:   %s\n", num(json_object_get(d, "bytes_stored"), a));
+    printf("sha256:         %s\n", clean(json_object_get(d, "sha256"), b, sizeof b));
+    printf("created:        %s", clean(json_object_get(d, "created_at"), b, sizeof b));
+    printf(" by %s\n", clean(json_object_get(d, "created_by"), b, sizeof b));
+    print_columns(json_object_get(d, "columns"));
+}
+
+static int
+ds_show(cli *c, dopts *o)
+{
+    char path[512];
+    json_t *a = NULL;
+    int rc;
+
+    if ((rc = ds_path(c, o->pos[0], o->version, "", path, sizeof path)) != 0)
+        return rc;
+    if ((rc = call(c, "GET", path, NULL, &a)) == 0 && !c->json_out) {
+        if (o->version != NULL)
+            print_version(a);
+        else
+            print_dataset(a);
+    }
+    json_decref(a);
+    return rc;
+}
+
+static int
+ds_upload(cli *c, dopts *o)
+{
+    const char *file = o->pos[1];
+    char path[512], sha[80];
+    struct stat st;
+    json_t *a = NULL;
+    xfer x;
+    int rc;
+
+    if ((rc = ds_path(c, o->pos[0], NULL, "/versions", path, sizeof path)) != 0)
+        return rc;
+    memset(&x, 0, sizeof x);
+    x.in = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
+    if (x.in == NULL)
+        return fail(c, "could not open %s: %s", file, strerror(errno)), 1;
+    x.in_size = -1;
+    x.in_type = "text/csv";
+    x.bar = isatty(2) && !c->json_out;
+    rc = 1;
+    if (fstat(fileno(x.in), &st) != 0) {
+        fail(c, "could not read %s: %s", file, strerror(errno));
+        goto out;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        fail(c, "could not read %s: it is a directory", file);
+        goto out;
+    }
+    if (S_ISREG(st.st_mode)) {
+        /* stdin may be a file already partly read: only the rest is sent */
+        off_t at = ftello(x.in);
+        x.in_size = (curl_off_t)(st.st_size - (at > 0 ? at : 0));
+    }
+    if ((rc = call_x(c, "POST", path, NULL, &x, &a)) == 0 && !c->json_out)
+        printf("version %lld: %lld rows, %lld bytes in, %lld bytes stored, sha256 %s\n",
+               (long long)json_integer_value(json_object_get(a, "version")),
+               (long long)json_integer_value(json_object_get(a, "rows")),
+               (long long)json_integer_value(json_object_get(a, "bytes_in")),
+               (long long)json_integer_value(json_object_get(a, "bytes_stored")),
+               clean(json_object_get(a, "sha256"), sha, sizeof sha));
+out:
+    if (x.in != stdin)
+        fclose(x.in);
+    json_decref(a);
+    return rc;
+}
+
+/* GET .../versions/V/rows with the query of the options. */
+static int
+fetch_path(const cli *c, const dopts *o, char *path, size_t cap)
+{
+    char n[32];
+    int rc;
+
+    if ((rc = ds_path(c, o->pos[0], o->version ? o->version : "latest", "/rows", path, cap)) != 0)
+        return rc;
+    if (o->format != NULL && (rc = query_add(c, path, cap, "format", o->format)) != 0)
+        return rc;
+    if (o->columns != NULL && (rc = query_add(c, path, cap, "columns", o->columns)) != 0)
+        return rc;
+    if (o->limit >= 0) {
+        snprintf(n, sizeof n, "%lld", (long long)o->limit);
+        if ((rc = query_add(c, path, cap, "limit", n)) != 0)
+            return rc;
+    }
+    if (o->offset >= 0) {
+        snprintf(n, sizeof n, "%lld", (long long)o->offset);
+        if ((rc = query_add(c, path, cap, "offset", n)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The rows into sink; 0, or 1 with the reason printed. */
+static int
+fetch_into(cli *c, const char *path, FILE *sink, const char *out)
+{
+    answer a;
+    xfer x;
+    long st;
+
+    memset(&x, 0, sizeof x);
+    /* no bar over rows that go to the same terminal */
+    x.bar = isatty(2) && !c->json_out && (out != NULL || !isatty(1));
+    st = request(c, "GET", path, NULL, sink, &x, &a);
+    if (st >= 200 && st < 300) {
+        sl_buf_free(&a.body);
+        return 0;
+    }
+    if (st >= 0)
+        return report_error(c, &a);
+    /* the server aborts a stream when storage fails midway: the rows are incomplete */
+    if (a.status >= 200 && a.status < 300 && !stop_signal && a.sink_errno == 0)
+        fail(c, "the rows stopped midway: the server could not send the rest; %s",
+             out ? "no file written" : "the output is incomplete");
+    return 1;
+}
+
+/*
+ * The rows go to FILE.tmp, renamed to FILE only once the whole answer has arrived and is
+ * on disk: an interrupted or truncated fetch never leaves a FILE that looks complete.
+ */
+static int
+fetch_to_file(cli *c, const char *path, const char *out)
+{
+    struct sigaction sa, old_int, old_term;
+    char tmp[4096];
+    FILE *f;
+    int fd, rc;
+
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", out) >= (int)sizeof tmp)
+        return usage(c, "%s", "--out path too long");
+    /* rows may be personal data: readable by their owner only, whatever the umask */
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 ||
+        (f = fdopen(fd, "wb")) == NULL) {
+        fail(c, "could not create %s: %s", tmp, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 1;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    rc = fetch_into(c, path, f, out);
+    if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0)) {
+        fail(c, "could not write %s: %s", tmp, strerror(errno));
+        rc = 1;
+    }
+    if (fclose(f) != 0 && rc == 0) {
+        fail(c, "could not write %s: %s", tmp, strerror(errno));
+        rc = 1;
+    }
+    if (rc == 0 && rename(tmp, out) != 0) {
+        fail(c, "could not rename %s to %s: %s", tmp, out, strerror(errno));
+        rc = 1;
+    }
+    if (rc != 0)
+        unlink(tmp);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (stop_signal)
+        fail(c, "interrupted by signal %d; no file written", (int)stop_signal);
+    return rc;
+}
+
+static int
+ds_fetch(cli *c, dopts *o)
+{
+    char path[4096];
+    int rc;
+
+    if ((rc = fetch_path(c, o, path, sizeof path)) != 0)
+        return rc;
+    if (o->out != NULL)
+        return fetch_to_file(c, path, o->out);
+    rc = fetch_into(c, path, stdout, NULL);
+    if (fflush(stdout) != 0 && rc == 0) {
+        fail(c, "could not write the rows: %s", strerror(errno));
+        rc = 1;
+    }
+    return rc;
+}
+
+static int
+ds_delete(cli *c, dopts *o)
+{
+    char path[512];
+    json_t *a = NULL;
+    int rc;
+
+    /* the version's key is destroyed: the version is named, never `latest` */
+    if (!version_ok(o->pos[1], 0))
+        return usage(c, "VERSION is a version number, not \"%.40s\"", o->pos[1]);
+    if ((rc = ds_path(c, o->pos[0], o->pos[1], "", path, sizeof path)) != 0)
+        return rc;
+    if ((rc = call(c, "DELETE", path, NULL, &a)) == 0 && !c->json_out)
+        printf("version %s of %s deleted (its key destroyed)\n", o->pos[1], o->pos[0]);
+    json_decref(a);
+    return rc;
+}
+
+static const struct {
+    const char *sub;
+    unsigned takes;
+    int npos;
+    const char *want;
+    int (*run)(cli *, dopts *);
+} dataset_cmds[] = {
+    {"create", D_CLASS | D_DESC | D_COLUMN, 1, "NAME", ds_create},
+    {"list", D_LIMIT | D_AFTER, 0, "no arguments", ds_list},
+    {"show", D_VERSION, 1, "NAME", ds_show},
+    {"upload", 0, 2, "NAME FILE (- for standard input)", ds_upload},
+    {"fetch", D_VERSION | D_FORMAT | D_COLUMNS | D_LIMIT | D_OFFSET | D_OUT, 1, "NAME", ds_fetch},
+    {"delete", 0, 2, "NAME VERSION", ds_delete},
+};
+
+static int
+cmd_dataset(cli *c, int argc, char **argv)
+{
+    const char *sub = argc > 0 ? argv[0] : "";
+    size_t i;
+    dopts o;
+    int rc;
+
+    for (i = 0; i < sizeof dataset_cmds / sizeof dataset_cmds[0]; i++)
+        if (strcmp(sub, dataset_cmds[i].sub) == 0)
+            break;
+    if (i == sizeof dataset_cmds / sizeof dataset_cmds[0])
+        return usage(c, "%s", "expected create, list, show, upload, fetch or delete");
+    rc = parse_dopts(c, argc - 1, argv + 1, dataset_cmds[i].takes, dataset_cmds[i].npos,
+                     dataset_cmds[i].want, &o);
+    if (rc == 0)
+        rc = dataset_cmds[i].run(c, &o);
+    json_decref(o.cols);
+    return rc;
+}
+
+/* ---- the store ---- */
+
+static void
+print_scrub_item(const json_t *it)
+{
+    char err[200];
+    json_t *d;
+    size_t i;
+
+    printf("  dataset %lld version %lld row group %lld column %lld: ",
+           (long long)json_integer_value(json_object_get(it, "dataset_id")),
+           (long long)json_integer_value(json_object_get(it, "version")),
+           (long long)json_integer_value(json_object_get(it, "row_group")),
+           (long long)json_integer_value(json_object_get(it, "column")));
+    if (json_object_get(it, "error") != NULL) {
+        printf("UNRECOVERABLE: %s\n", clean(json_object_get(it, "error"), err, sizeof err));
+        return;
+    }
+    printf("repaired in directories ");
+    json_array_foreach(json_object_get(it, "repaired_directories"), i, d)
+        printf("%s%lld", i ? "," : "", (long long)json_integer_value(d));
+    printf("\n");
+}
+
+static int
+cmd_store(cli *c, int argc, char **argv)
+{
+    json_t *a = NULL, *it;
+    size_t i;
+    int rc;
+
+    if (argc != 1 || strcmp(argv[0], "scrub") != 0)
+        return usage(c, "%s", "expected `sluice store scrub`");
+    if ((rc = call(c, "POST", "/v1/store/scrub", NULL, &a)) != 0) {
+        json_decref(a);
+        return rc;
+    }
+    if (!c->json_out) {
+        printf("versions checked:     %lld\n",
+               (long long)json_integer_value(json_object_get(a, "versions")));
+        printf("chunks checked:       %lld\n",
+               (long long)json_integer_value(json_object_get(a, "chunks")));
+        printf("fragments repaired:   %lld\n",
+               (long long)json_integer_value(json_object_get(a, "fragments_repaired")));
+        printf("chunks unrecoverable: %lld\n",
+               (long long)json_integer_value(json_object_get(a, "chunks_unrecoverable")));
+        json_array_foreach(json_object_get(a, "items"), i, it) print_scrub_item(it);
+    }
+    rc = json_integer_value(json_object_get(a, "chunks_unrecoverable")) > 0 ? 1 : 0;
+    json_decref(a);
+    return rc;
+}
+
 static int
 cmd_keys(cli *c, int argc, char **argv)
 {
@@ -667,8 +1532,16 @@ cmd_keys(cli *c, int argc, char **argv)
     size_t i;
     int rc;
 
+    if (argc == 1 && strcmp(argv[0], "rotate") == 0) {
+        if ((rc = call(c, "POST", "/v1/keys/rotate", NULL, &a)) == 0 && !c->json_out)
+            printf("master key version %lld; %lld data keys rewrapped\n",
+                   (long long)json_integer_value(json_object_get(a, "master_key_version")),
+                   (long long)json_integer_value(json_object_get(a, "rewrapped")));
+        json_decref(a);
+        return rc;
+    }
     if (argc != 1 || strcmp(argv[0], "public") != 0)
-        return fprintf(stderr, "sluice keys: expected `sluice keys public`\n"), 2;
+        return usage(c, "%s", "expected `sluice keys public` or `sluice keys rotate`");
     if ((rc = call(c, "GET", "/v1/keys/public", NULL, &a)) != 0 || c->json_out) {
         json_decref(a);
         return rc;
@@ -711,6 +1584,10 @@ gw_cli_main(const char *cmd, int argc, char **argv)
         rc = cmd_audit(&c, n, args);
     else if (strcmp(cmd, "keys") == 0)
         rc = cmd_keys(&c, n, args);
+    else if (strcmp(cmd, "dataset") == 0)
+        rc = cmd_dataset(&c, n, args);
+    else if (strcmp(cmd, "store") == 0)
+        rc = cmd_store(&c, n, args);
     else {
         fprintf(stderr, "sluice: unknown command %s (see sluice --help)\n", cmd);
         rc = 2;

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # scripts/bench.sh: the benchmarks of tests/bench/, each next to a peer measured on this
-# machine in the same run (as root; about 2-3 minutes):
+# machine in the same run (as root; about 5 minutes, more on a slow disk):
 #   (a) bench_audit: audit events/s through the writer vs a plain COPY of the same rows
 #   (b) bench_whoami.sh: authenticated, audited GET /v1/whoami over HTTPS vs nginx
 #       serving a 1 KiB file over HTTPS (wrk, 64 keep-alive connections)
+#   (c) bench_store.sh: upload and fetch of a generated 1 GiB CSV over HTTPS vs nginx
+#       accepting it (WebDAV PUT) and serving it (GET) over HTTPS (curl), the serve
+#       process's peak memory, pandas' read_csv of the same file
 # Builds a release with the benchmarks into build/ (the directory of scripts/build.sh)
-# and prints both ratios at the end. Not run by ctest or CI.
+# and prints the ratios at the end. Not run by ctest or CI.
 #   BENCH_EVENTS, BENCH_THREADS   bench_audit's --events and --threads (200000, 64)
 #   BENCH_DURATION                wrk's duration per side (20s)
+#   BENCH_STORE_MB                bench_store's CSV size in MiB (1024)
+#   BENCH_STORE_RUNS              bench_store's transfers per side and direction (3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -51,8 +56,13 @@ echo "== (b) GET /v1/whoami vs nginx"
 SLUICE_BIN="$repo/build/bin/sluice" tests/bench/bench_whoami.sh | tee "$logs/whoami.txt" ||
   fail=1
 
+echo "== (c) dataset upload and fetch vs nginx PUT and GET"
+SLUICE_BIN="$repo/build/bin/sluice" tests/bench/bench_store.sh | tee "$logs/store.txt" ||
+  fail=1
+
 echo "== summary ($(nproc) cores, $(uname -r))"
 grep '^audit writer:' "$logs/audit.txt" || echo "audit writer: no result"
 grep '^whoami (audited)' "$logs/whoami.txt" || echo "whoami: no result"
+grep -E '^store (fetch|upload|peak server memory):' "$logs/store.txt" || echo "store: no result"
 [ "$fail" -eq 0 ] || echo "bench.sh: a benchmark failed (see above)" >&2
 exit "$fail"
