@@ -13,6 +13,8 @@
 /* Bytes of an oversized body read and dropped before the 413 is sent anyway: enough for
  * a client that sends first and reads after to see the answer, no more. */
 #define SL_MAX_DISCARD (4 * 1024 * 1024)
+/* A refused upload's body is read to its end (so the client reads the 422) up to this. */
+#define SL_MAX_UPLOAD_DISCARD ((size_t)64 << 30)
 /* All request headers together (libmicrohttpd's per-connection pool); above: 431. */
 #define SL_MAX_HEADER_BYTES (32 * 1024)
 /* Request line path length kept for routing and audit; longer paths are refused (414-ish 400). */

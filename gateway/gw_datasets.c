@@ -661,6 +661,7 @@ gw_h_version_show(gw_req *r)
  * that cannot be read at the start is a clean 503); the rest as the client takes it. */
 typedef struct {
     st_reader *rd;
+    json_t *manifest; /* the reader borrows its names */
     cry_key *key;
     sl_buf first;
     int first_sent, done;
@@ -718,6 +719,7 @@ read_release(void *state)
     read_stream *s = state;
 
     st_reader_free(s->rd);
+    json_decref(s->manifest);
     cry_key_free(s->key);
     if (s->first.data != NULL)
         sodium_memzero(s->first.data, s->first.len);
@@ -824,8 +826,9 @@ gw_h_version_rows(gw_req *r)
     s->audit = r->srv->audit;
     if ((rc = version_key(r, &v, &s->key, &err)) != SL_OK)
         goto fail;
+    s->manifest = json_incref(v.manifest);
     if ((rc = st_reader_new(r->srv->storage, s->key, v.dataset_id, v.version,
-                            (uint32_t)v.key_version, v.manifest, cols, ncols, (uint64_t)offset,
+                            (uint32_t)v.key_version, s->manifest, cols, ncols, (uint64_t)offset,
                             limit, fmt, &s->rd, &err)) != SL_OK)
         goto fail;
     /* the beginning and the first row group, before the answer */
@@ -898,6 +901,10 @@ gw_h_version_delete(gw_req *r)
     sl_err_clear(&err);
     memset(&ds, 0, sizeof ds);
     memset(&v, 0, sizeof v);
+    if (strcmp(r->params[1], "latest") == 0) {
+        gw_reply_error(r, SL_EBADREQ, "name the version to delete: \"latest\" moves");
+        return;
+    }
     if (gw_txn_begin(r, &c, &err) != SL_OK) {
         gw_reply_err(r, &err);
         return;

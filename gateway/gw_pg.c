@@ -198,9 +198,20 @@ gw_pg_start(const gw_config *cfg, sl_err *err)
 {
     char data[PATH_MAX], log[PATH_MAX];
     char *args[] = {"-D", data, "-l", log, "-w", "-t", "60", "-s", "start", NULL};
+    char *status[] = {"-D", data, "-s", "status", NULL};
+    sl_err ignored;
 
     snprintf(data, sizeof data, "%s/pg/data", cfg->data_dir);
     snprintf(log, sizeof log, "%s/pg/log/postgresql.log", cfg->data_dir);
+    /* A cluster still running here was left by a gateway that died without stopping it
+     * (killed): the caller holds the data directory's serve lock, so no live gateway
+     * uses it. It is stopped (its crash recovery is PostgreSQL's) and started anew. */
+    if (run_pg(cfg, "pg_ctl", status, &ignored) == SL_OK) {
+        sl_warn("the embedded PostgreSQL was left running by a gateway that did not stop; "
+                "restarting it");
+        if (gw_pg_stop(cfg, err) != SL_OK)
+            return err->code;
+    }
     return run_pg(cfg, "pg_ctl", args, err);
 }
 

@@ -5,12 +5,14 @@
  * that even one refused by the HTTP layer or abandoned by its client leaves exactly one
  * audit event; answered requests get theirs committed before the answer is queued.
  */
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <malloc.h>
 #include <netdb.h>
@@ -1189,9 +1191,11 @@ upload_piece(gw_req *r, const char *data, size_t *size)
         size_t got = *size;
         *size = 0;
         if (r->up_failed) {
-            /* answer once the client has had a chance to stop sending (see body limits) */
+            /* Read the rest and answer at its end: a client still sending does not read
+             * an early answer (curl and most others), and closing on unread data resets
+             * the connection and loses it. Past a bound, answer and let it go. */
             r->discarded += got;
-            if (r->discarded > SL_MAX_DISCARD)
+            if (r->discarded > SL_MAX_UPLOAD_DISCARD)
                 return finish(r);
             return MHD_YES;
         }
@@ -1497,7 +1501,7 @@ gw_serve(gw_config *cfg)
     char *cert = NULL, *key = NULL;
     sigset_t sigs;
     sl_err err;
-    int fd = -1, v6 = 0, sig = 0, pg_started = 0, rcode = 1, threads;
+    int fd = -1, v6 = 0, sig = 0, pg_started = 0, rcode = 1, threads, lock_fd = -1;
     unsigned flags;
 
     sl_err_clear(&err);
@@ -1522,6 +1526,16 @@ gw_serve(gw_config *cfg)
         gw_file_read(cfg->tls_cert, 1 << 20, &cert, NULL, &err) != SL_OK ||
         gw_file_read(cfg->tls_key, 1 << 20, &key, NULL, &err) != SL_OK)
         goto out;
+    /* one gateway per data directory: held until this process (and its key helper) ends */
+    {
+        char path[PATH_MAX + 16];
+        snprintf(path, sizeof path, "%s/serve.lock", cfg->data_dir);
+        lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            sl_err_set(&err, SL_ECONFLICT, "another sluice serve is running on %s", cfg->data_dir);
+            goto out;
+        }
+    }
     if (cfg->embedded_pg) {
         if (gw_pg_start(cfg, &err) != SL_OK)
             goto out;
@@ -1619,6 +1633,8 @@ out:
         close(fd);
     if (pg_started && gw_pg_stop(cfg, &err) != SL_OK)
         sl_error("could not stop the embedded PostgreSQL: %s", err.msg);
+    if (lock_fd >= 0)
+        close(lock_fd); /* last: the cluster is stopped */
     free(cert);
     cry_pem_free(key);
     gw_keyd_stop(&keys);

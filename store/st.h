@@ -78,8 +78,9 @@ sl_code st_parse_int64(const char *p, size_t n, int64_t *out) SL_WUR;
 sl_code st_parse_float64(const char *p, size_t n, double *out) SL_WUR;
 sl_code st_parse_bool(const char *p, size_t n, int *out) SL_WUR;
 
-/* The shortest text that reads back to the same double (at most 24 bytes, NUL-terminated;
- * -0 prints as "-0"). Returns its length. */
+/* The shortest digits that read back to the same double, written as Python's repr()
+ * writes them (100.0, -0.0, 0.0001, 1e-05, 1e+16; at most 25 bytes, NUL-terminated).
+ * Returns the length. */
 #define ST_FLOAT_TEXT 32
 size_t st_format_float64(double v, char out[ST_FLOAT_TEXT]);
 /* 1 when p[0..n) is exactly the text st_format_float64 gives for v. */

@@ -338,10 +338,11 @@ shortest(uint64_t bits, uint64_t *digits, int *exp10)
 }
 
 /*
- * Writes the digits the way printf's %.*g does with precision P = max(15, digits)
- * (digits for subnormals): scientific (d.ddde+XX) when the exponent is below -4 or at
- * least P, positional otherwise, no trailing zeros. That is the form of the text this
- * module always gave (it tried %.15g, %.16g, %.17g in turn).
+ * Writes the shortest digits the way Python's repr() does (and so pandas and NumPy when
+ * they write CSV): positional from 1e-4 to below 1e16, with at least one digit after the
+ * point (100.0, -0.0), else d.ddde+XX (1e-05, 1.2345678901234568e+16). A float column
+ * written by Python comes back byte for byte, and a whole number stays a float when the
+ * text is read again.
  */
 static const char pairs[] =
     "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
@@ -353,11 +354,11 @@ st_format_float64(double v, char out[ST_FLOAT_TEXT])
 {
     char d[24];
     uint64_t bits, digits;
-    int exp10, nd = 0, x, prec, i;
+    int exp10, nd = 0, x, i;
     size_t o = 0;
 
-    if (v == 0) /* 0 and -0: %g would do, but say it plainly */
-        return (size_t)snprintf(out, ST_FLOAT_TEXT, signbit(v) ? "-0" : "0");
+    if (v == 0)
+        return (size_t)snprintf(out, ST_FLOAT_TEXT, signbit(v) ? "-0.0" : "0.0");
     if (!isfinite(v))
         return (size_t)snprintf(out, ST_FLOAT_TEXT, isnan(v) ? "nan" : (v < 0 ? "-inf" : "inf"));
     memcpy(&bits, &v, sizeof bits);
@@ -383,8 +384,7 @@ st_format_float64(double v, char out[ST_FLOAT_TEXT])
     }
     /* d holds the digits from the last; x is the power of ten of the first */
     x = exp10 + nd - 1;
-    prec = fabs(v) < DBL_MIN ? nd : (nd > 15 ? nd : 15);
-    if (x < -4 || x >= prec) {
+    if (x < -4 || x >= 16) {
         out[o++] = d[nd - 1];
         if (nd > 1) {
             out[o++] = '.';
@@ -406,10 +406,12 @@ st_format_float64(double v, char out[ST_FLOAT_TEXT])
         for (i = 0; i <= x; i++) {
             out[o++] = i < nd ? d[nd - 1 - i] : '0';
         }
+        out[o++] = '.';
         if (nd > x + 1) {
-            out[o++] = '.';
             for (i = nd - 2 - x; i >= 0; i--)
                 out[o++] = d[i];
+        } else {
+            out[o++] = '0'; /* a float keeps its point: 100.0 reads back as a float */
         }
     }
     out[o] = '\0';

@@ -270,9 +270,9 @@ float64_values_round_trip(void **state)
     st_format_float64(0.30000000000000004, text);
     assert_string_equal(text, "0.30000000000000004");
     st_format_float64(-0.0, text);
-    assert_string_equal(text, "-0");
+    assert_string_equal(text, "-0.0");
     st_format_float64(100.0, text);
-    assert_string_equal(text, "100");
+    assert_string_equal(text, "100.0");
     st_format_float64(5e-324, text); /* subnormal: fewer digits than a normal double's */
     assert_string_equal(text, "5e-324");
     st_format_float64(1.5e-320, text);
@@ -490,18 +490,20 @@ float64_formatting_matches_reference(void **state)
     check_against_reference(1e15);
     check_against_reference(123456789012345680.0);
     {
-        /* printf's %g form: positional from 1e-4 up to the precision, else scientific */
+        /* Python's repr() form: positional from 1e-4 to below 1e16, else scientific */
         static const struct {
             double v;
             const char *text;
         } forms[] = {{1e-5, "1e-05"},
                      {1.25e-4, "0.000125"},
-                     {123456789012345.0, "123456789012345"},
-                     {1e15, "1e+15"},
-                     {1234567890123456.0, "1234567890123456"},
-                     {12345678901234568.0, "12345678901234568"},
+                     {123456789012345.0, "123456789012345.0"},
+                     {1e15, "1000000000000000.0"},
+                     {1234567890123456.0, "1234567890123456.0"},
+                     {12345678901234568.0, "1.2345678901234568e+16"},
                      {123456789012345680.0, "1.2345678901234568e+17"},
+                     {1e16, "1e+16"},
                      {-2.5, "-2.5"},
+                     {0.0, "0.0"},
                      {0x1p-1017, "7.120236347223045e-307"},
                      {1.7976931348623157e308, "1.7976931348623157e+308"}};
         char text[ST_FLOAT_TEXT];
@@ -517,7 +519,7 @@ float64_formatting_matches_reference(void **state)
 static void
 float_text_chunks(void **state)
 {
-    static const char *const canon[] = {"0.1", "-0", "5e-324", "1e+22", "123.5", NULL};
+    static const char *const canon[] = {"0.1", "-0.0", "5e-324", "1e+22", "123.5", NULL};
     static const char *const other[] = {"0.1", "0.50", NULL};
     st_column c, d;
     sl_buf enc, out;
@@ -541,7 +543,7 @@ float_text_chunks(void **state)
     assert_null(d.f64);
     sl_buf_init(&out, 1 << 20);
     assert_int_equal(st_out_rows(ST_OUT_CSV, names, &d, 1, 0, 6, &out), SL_OK);
-    assert_string_equal(out.data, "0.1\n-0\n5e-324\n1e+22\n123.5\n\n");
+    assert_string_equal(out.data, "0.1\n-0.0\n5e-324\n1e+22\n123.5\n\n");
     sl_buf_reset(&out);
     assert_int_equal(st_out_rows(ST_OUT_JSONL, names, &d, 1, 1, 2, &out), SL_OK);
     assert_string_equal(out.data, "{\"x\":-0.0}\n");
@@ -1289,7 +1291,7 @@ formats_exact(void **state)
     assert_int_equal(st_out_rows(ST_OUT_CSV, names, c, 4, 0, 3, &out), SL_OK);
     assert_string_equal(out.data, "i,f,b,\"s \"\"q\"\"\"\n"
                                   "-9223372036854775808,0.1,true,\"a,\"\"b\"\"\nc\"\n"
-                                  ",-0,false,\"\"\n"
+                                  ",-0.0,false,\"\"\n"
                                   "9223372036854775807,5e-324,,\n");
     sl_buf_init(&s.out, 1 << 20);
     p = st_csv_new(collect_csv, &s);
@@ -1298,7 +1300,7 @@ formats_exact(void **state)
     st_csv_free(p);
     assert_string_equal(s.out.data, "1:i|f|b|s \"q\"\n"
                                     "2:-9223372036854775808|0.1|true|a,\"b\"\nc\n"
-                                    "4:<null>|-0|false|\n"
+                                    "4:<null>|-0.0|false|\n"
                                     "5:9223372036854775807|5e-324|<null>|<null>\n");
     sl_buf_free(&s.out);
     /* JSON lines: every value exact through a JSON parser */
