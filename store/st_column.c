@@ -257,13 +257,16 @@ float_text(const char *p, size_t n, int null)
 
     if (null)
         return n == 0;
+    static const unsigned char ok[256] = {
+        ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
+        ['7'] = 1, ['8'] = 1, ['9'] = 1, ['.'] = 1, ['e'] = 1, ['-'] = 1, ['+'] = 1};
+    unsigned bad = 0;
+
     if (n == 0 || n >= ST_FLOAT_TEXT)
         return 0;
     for (i = 0; i < n; i++)
-        if (!((p[i] >= '0' && p[i] <= '9') || p[i] == '.' || p[i] == 'e' || p[i] == '-' ||
-              p[i] == '+'))
-            return 0;
-    return 1;
+        bad |= ok[(unsigned char)p[i]] ^ 1u;
+    return bad == 0;
 }
 
 sl_code
