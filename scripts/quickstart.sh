@@ -80,7 +80,7 @@ run "$bin" whoami
 make_principal() { # name role attributes...
   local name=$1 role=$2; shift 2
   if "$bin" principal show "$name" >/dev/null 2>&1; then
-    echo "($name exists already)"
+    echo "($name exists already)" >&2
     "$bin" principal token "$name" --ttl 86400 | sed -n 's/^token:  *//p'
   else
     "$bin" principal create "$name" --role "$role" "$@" 2>/dev/null | sed -n 's/^token:  *//p'
@@ -124,8 +124,7 @@ if ! "$bin" dataset show patients >/dev/null 2>&1; then
 fi
 run "$bin" dataset upload patients "$work/patients.csv"
 run "$bin" dataset show patients
-echo '$ sluice dataset fetch patients --format csv | head -4'
-"$bin" dataset fetch patients --format csv | head -4
+run "$bin" dataset fetch patients --format csv --limit 3
 run "$bin" dataset fetch patients --format jsonl --columns age,systolic,diabetic --offset 10 --limit 3
 echo '$ sluice dataset fetch patients --out copy.csv   (byte for byte what was uploaded)'
 "$bin" dataset fetch patients --out "$work/copy.csv"
