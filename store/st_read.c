@@ -1,8 +1,10 @@
 /*
  * store/st_read.c: a version read back, a row group at a time: the projected columns'
  * chunks are read (rebuilt from parity where needed), decoded, sliced to the requested
- * rows and formatted. Nothing but one group of the projected columns is in memory.
+ * rows and formatted. While one group is formatted and sent, a second thread reads and
+ * decodes the next, so at most two groups of the projected columns are in memory.
  */
+#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,31 @@ struct st_reader {
     int loaded;   /* data holds group `group` */
     uint32_t pos; /* its next row to give */
     uint64_t rebuilt;
+    /* the next group, read ahead by the prefetch thread into pre */
+    pthread_t thread;
+    int started, stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t want;  /* the group asked for (SIZE_MAX: none) */
+    size_t ready; /* the group pre holds (SIZE_MAX: none) */
+    int pre_failed;
+    sl_err pre_err;
+    uint64_t pre_rebuilt;
+    st_column *pre;
 };
+
+static void
+stop_prefetch(st_reader *r)
+{
+    if (!r->started)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->stop = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(r->thread, NULL);
+    r->started = 0;
+}
 
 void
 st_reader_free(st_reader *r)
@@ -36,8 +62,14 @@ st_reader_free(st_reader *r)
 
     if (r == NULL)
         return;
-    for (i = 0; i < r->ncols; i++)
+    stop_prefetch(r);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    for (i = 0; i < r->ncols; i++) {
         st_column_clear(&r->data[i]);
+        st_column_clear(&r->pre[i]);
+    }
+    free(r->pre);
     free(r->cols);
     free(r->names);
     free(r->types);
@@ -85,6 +117,10 @@ st_reader_new(const st_storage *s, const cry_key *key, int64_t dataset, int64_t 
     r->names = sl_xcalloc(r->ncols, sizeof *r->names);
     r->types = sl_xcalloc(r->ncols, sizeof *r->types);
     r->data = sl_xcalloc(r->ncols, sizeof *r->data);
+    r->pre = sl_xcalloc(r->ncols, sizeof *r->pre);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->want = r->ready = SIZE_MAX;
     for (i = 0; i < r->ncols; i++) {
         const json_t *c;
         const char *type;
@@ -97,6 +133,7 @@ st_reader_new(const st_storage *s, const cry_key *key, int64_t dataset, int64_t 
         if (r->names[i] == NULL || type == NULL || st_type_parse(type, &r->types[i]) != SL_OK)
             goto bad;
         st_column_init(&r->data[i], r->types[i]);
+        st_column_init(&r->pre[i], r->types[i]);
     }
     r->ngroups = json_array_size(groups);
     r->group_rows = sl_xcalloc(r->ngroups ? r->ngroups : 1, sizeof *r->group_rows);
@@ -126,27 +163,28 @@ bad:
     return bad_manifest(err);
 }
 
-/* Reads group r->group's projected columns into r->data. */
+/* Reads a group's projected columns into cols (either thread; storage, key and the
+ * reader's fixed fields are only read). 0, or -1 with err set. */
 static int
-load_group(st_reader *r, sl_err *err)
+read_group(const st_reader *r, size_t group, st_column *cols, uint64_t *rebuilt, sl_err *err)
 {
-    uint32_t rows = r->group_rows[r->group];
+    uint32_t rows = r->group_rows[group];
     size_t i;
 
     for (i = 0; i < r->ncols; i++) {
-        st_place pl = {r->dataset, r->version, (uint32_t)r->group, (uint32_t)r->cols[i],
+        st_place pl = {r->dataset, r->version, (uint32_t)group, (uint32_t)r->cols[i],
                        r->key_version};
         sl_buf raw;
         uint32_t bad;
         sl_code rc;
-        st_column_clear(&r->data[i]);
+        st_column_clear(&cols[i]);
         sl_buf_init(&raw, SL_MAX_CHUNK_BYTES);
         rc = st_chunk_read(r->s, &pl, r->key, &raw, &bad, err);
-        r->rebuilt += (uint64_t)__builtin_popcount(bad);
+        *rebuilt += (uint64_t)__builtin_popcount(bad);
         if (rc == SL_OK &&
-            (st_column_decode((unsigned char *)raw.data, raw.len, &r->data[i]) != SL_OK ||
-             r->data[i].rows != rows || r->data[i].type != r->types[i] ||
-             (r->fmt == ST_OUT_NPY && st_column_floats(&r->data[i]) != SL_OK)))
+            (st_column_decode((unsigned char *)raw.data, raw.len, &cols[i]) != SL_OK ||
+             cols[i].rows != rows || cols[i].type != r->types[i] ||
+             (r->fmt == ST_OUT_NPY && st_column_floats(&cols[i]) != SL_OK)))
             rc = sl_err_set(err, SL_EUNAVAIL, "a chunk does not decode as its manifest says");
         if (raw.data != NULL)
             sodium_memzero(raw.data, raw.len);
@@ -154,8 +192,93 @@ load_group(st_reader *r, sl_err *err)
         if (rc != SL_OK)
             return -1;
     }
+    return 0;
+}
+
+static void *
+prefetch_main(void *arg)
+{
+    st_reader *r = arg;
+    st_column *dst;
+    size_t g;
+    sl_err err;
+    uint64_t rebuilt;
+    int rc;
+
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        while (!r->stop && (r->want == SIZE_MAX || r->want == r->ready))
+            pthread_cond_wait(&r->cv, &r->mu);
+        if (r->stop)
+            break;
+        g = r->want;
+        dst = r->pre; /* not swapped while a group is being read into it */
+        pthread_mutex_unlock(&r->mu);
+        sl_err_clear(&err);
+        rebuilt = 0;
+        rc = read_group(r, g, dst, &rebuilt, &err);
+        pthread_mutex_lock(&r->mu);
+        r->ready = g;
+        r->pre_failed = rc != 0;
+        r->pre_err = err;
+        r->pre_rebuilt = rebuilt;
+        pthread_cond_broadcast(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* Asks the prefetch thread for a group (started on first use; without it, nothing). */
+static void
+prefetch(st_reader *r, size_t group)
+{
+    if (!r->started) {
+        if (pthread_create(&r->thread, NULL, prefetch_main, r) != 0)
+            return; /* read it when it is needed instead */
+        r->started = 1;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->want = group;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Makes r->data hold group r->group: the prefetched one when it is that, else read now;
+ * then asks for the next group the read will need. */
+static int
+load_group(st_reader *r, sl_err *err)
+{
+    int taken = 0, rc = 0;
+    uint32_t rows = r->group_rows[r->group];
+    uint64_t left;
+
+    if (r->started) {
+        pthread_mutex_lock(&r->mu);
+        while (r->want == r->group && r->ready != r->group)
+            pthread_cond_wait(&r->cv, &r->mu);
+        if (r->ready == r->group) {
+            st_column *t = r->data;
+            r->data = r->pre;
+            r->pre = t;
+            r->rebuilt += r->pre_rebuilt;
+            if (r->pre_failed) {
+                *err = r->pre_err;
+                rc = -1;
+            }
+            r->ready = r->want = SIZE_MAX;
+            taken = 1;
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
+    if (!taken)
+        rc = read_group(r, r->group, r->data, &r->rebuilt, err);
+    if (rc != 0)
+        return -1;
     r->loaded = 1;
     r->pos = r->offset > r->seen ? (uint32_t)(r->offset - r->seen) : 0;
+    left = rows - r->pos;
+    if (r->group + 1 < r->ngroups && r->remaining > left)
+        prefetch(r, r->group + 1);
     return 0;
 }
 
