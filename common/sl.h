@@ -86,6 +86,10 @@ sl_code sl_buf_append(sl_buf *b, const void *p, size_t n) SL_WUR;
 sl_code sl_buf_puts(sl_buf *b, const char *s) SL_WUR;
 /* Grows the data by n zero bytes and points *at to them (valid until the next change). */
 sl_code sl_buf_extend(sl_buf *b, size_t n, unsigned char **at) SL_WUR;
+/* Room for n more bytes at *at without changing the length; then sl_buf_wrote(b, m),
+ * m <= n, once m bytes are written there. For writers that know a bound per item. */
+sl_code sl_buf_room(sl_buf *b, size_t n, char **at) SL_WUR;
+void sl_buf_wrote(sl_buf *b, size_t m);
 sl_code sl_buf_printf(sl_buf *b, const char *fmt, ...) SL_PRINTF(2, 3) SL_WUR;
 /* Transfers the data to the caller (malloc'd, NUL-terminated); the buffer is emptied. */
 char *sl_buf_take(sl_buf *b, size_t *len);

@@ -83,6 +83,22 @@ sl_buf_extend(sl_buf *b, size_t n, unsigned char **at)
 }
 
 sl_code
+sl_buf_room(sl_buf *b, size_t n, char **at)
+{
+    if (reserve(b, n) != SL_OK)
+        return SL_ETOOLARGE;
+    *at = b->data + b->len;
+    return SL_OK;
+}
+
+void
+sl_buf_wrote(sl_buf *b, size_t m)
+{
+    b->len += m;
+    b->data[b->len] = '\0';
+}
+
+sl_code
 sl_buf_puts(sl_buf *b, const char *s)
 {
     return sl_buf_append(b, s, strlen(s));

@@ -245,27 +245,28 @@ read_bits(const unsigned char *src, uint32_t rows, uint8_t *flags, uint32_t *set
 }
 
 /*
- * A float64's stored text: empty for a null, else 1 to 32 bytes of the characters the
- * canonical form uses. Whether it is the canonical form is not checked here (a chunk's
- * bytes are authenticated before they are decoded; this is defence in depth), but
+ * The stored text of a float64 column: each null's empty, each value's 1 to 32 bytes,
+ * all of them characters the canonical form uses (checked over the whole text at once).
+ * Whether each is the canonical form is not checked here (a chunk's bytes are
+ * authenticated before they are decoded; this is defence in depth), but
  * st_column_floats refuses anything that does not read as a finite float64.
  */
 static int
-float_text(const char *p, size_t n, int null)
+float_texts(const char *str, const uint32_t *off, const uint8_t *nulls, uint32_t rows)
 {
-    size_t i;
-
-    if (null)
-        return n == 0;
     static const unsigned char ok[256] = {
         ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
         ['7'] = 1, ['8'] = 1, ['9'] = 1, ['.'] = 1, ['e'] = 1, ['-'] = 1, ['+'] = 1};
     unsigned bad = 0;
+    uint32_t r, i;
 
-    if (n == 0 || n >= ST_FLOAT_TEXT)
-        return 0;
-    for (i = 0; i < n; i++)
-        bad |= ok[(unsigned char)p[i]] ^ 1u;
+    for (r = 0; r < rows; r++) {
+        uint32_t len = off[r + 1] - off[r];
+        if (nulls[r] ? len != 0 : len == 0 || len >= ST_FLOAT_TEXT)
+            return 0;
+    }
+    for (i = 0; i < off[rows]; i++)
+        bad |= ok[(unsigned char)str[i]] ^ 1u;
     return bad == 0;
 }
 
@@ -354,13 +355,12 @@ st_column_decode(const unsigned char *p, size_t n, st_column *out)
         c.str = sl_xmalloc(c.off[rows] ? c.off[rows] : 1);
         memcpy(c.str, p + need, c.off[rows]);
         c.str_cap = c.off[rows];
-        for (r = 0; r < rows; r++) {
+        if (text && !float_texts(c.str, c.off, c.nulls, rows))
+            goto bad;
+        for (r = 0; !text && r < rows; r++) {
             size_t len = c.off[r + 1] - c.off[r];
-            if (text ? !float_text(c.str + c.off[r], len, c.nulls[r])
-                     : !sl_utf8_valid(c.str + c.off[r], len) ||
-                           memchr(c.str + c.off[r], '\0', len) != NULL)
-                goto bad;
-            if (c.nulls[r] && len != 0)
+            if (!sl_utf8_valid(c.str + c.off[r], len) ||
+                memchr(c.str + c.off[r], '\0', len) != NULL || (c.nulls[r] && len != 0))
                 goto bad;
         }
         c.text = text;

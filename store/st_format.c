@@ -45,29 +45,36 @@ needs_quotes(const char *p, size_t n)
     return 0;
 }
 
-/* A text field in CSV: quoted (quotes doubled) when it needs it. */
-static sl_code
-csv_text(sl_buf *out, const char *p, size_t n)
+/* A text field in CSV at dst (room for 2n + 2 bytes): quoted, quotes doubled, when it
+ * needs it. The length written. */
+static size_t
+put_csv_text(char *dst, const char *s, size_t n)
 {
-    size_t i, run = 0;
-    sl_code rc;
+    size_t k, o = 0;
 
-    if (!needs_quotes(p, n))
-        return sl_buf_append(out, p, n);
-    if ((rc = sl_buf_append(out, "\"", 1)) != SL_OK)
-        return rc;
-    for (i = 0; i < n; i++) {
-        run++;
-        if (p[i] == '"') {
-            if ((rc = sl_buf_append(out, p + i + 1 - run, run)) != SL_OK ||
-                (rc = sl_buf_append(out, "\"", 1)) != SL_OK)
-                return rc;
-            run = 0;
-        }
+    if (!needs_quotes(s, n)) {
+        memcpy(dst, s, n);
+        return n;
     }
-    if ((rc = sl_buf_append(out, p + n - run, run)) != SL_OK)
-        return rc;
-    return sl_buf_append(out, "\"", 1);
+    dst[o++] = '"';
+    for (k = 0; k < n; k++) {
+        if (s[k] == '"')
+            dst[o++] = '"';
+        dst[o++] = s[k];
+    }
+    dst[o++] = '"';
+    return o;
+}
+
+static sl_code
+csv_text(sl_buf *out, const char *s, size_t n)
+{
+    char *p;
+
+    if (n > (SIZE_MAX - 2) / 2 || sl_buf_room(out, 2 * n + 2, &p) != SL_OK)
+        return SL_ETOOLARGE;
+    sl_buf_wrote(out, put_csv_text(p, s, n));
+    return SL_OK;
 }
 
 /* A string in JSON (the text is valid UTF-8 without NUL, as stored). */
@@ -121,7 +128,7 @@ json_text(sl_buf *out, const char *p, size_t n)
     return rc;
 }
 
-/* A value as text: numbers exact, bools as true/false, strings raw. */
+/* A value as JSON: numbers exact, bools as true/false, strings escaped. */
 static sl_code
 value_text(const st_column *c, uint32_t r, st_out f, sl_buf *out)
 {
@@ -153,8 +160,6 @@ value_text(const st_column *c, uint32_t r, st_out f, sl_buf *out)
     case ST_BOOL:
         return sl_buf_puts(out, c->b[r] ? "true" : "false");
     case ST_STRING:
-        if (f == ST_OUT_CSV)
-            return csv_text(out, c->str + c->off[r], c->off[r + 1] - c->off[r]);
         return json_text(out, c->str + c->off[r], c->off[r + 1] - c->off[r]);
     }
     return SL_EINTERNAL;
@@ -221,6 +226,79 @@ le_double(unsigned char *p, double v)
         p[b] = (unsigned char)(u >> (8 * b));
 }
 
+/* An int64's digits at p (at most 20 bytes); the length. */
+static size_t
+put_i64(char *p, int64_t v)
+{
+    char t[24];
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    size_t n = 0, o = 0;
+
+    do {
+        t[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (v < 0)
+        p[o++] = '-';
+    while (n > 0)
+        p[o++] = t[--n];
+    return o;
+}
+
+/*
+ * A CSV row written straight into out: the longest its text can be is reserved once
+ * (a string at most doubles with its quotes), then each value is copied or written in
+ * place. The same text as the value-by-value path.
+ */
+static sl_code
+csv_row(const st_column *cols, size_t ncols, uint32_t r, sl_buf *out)
+{
+    size_t need = ncols + 1, i, o = 0;
+    char *p;
+
+    for (i = 0; i < ncols; i++) {
+        const st_column *c = &cols[i];
+        if (c->nulls[r])
+            continue;
+        if (c->type == ST_STRING || (c->type == ST_FLOAT64 && c->text))
+            need += 2 * (size_t)(c->off[r + 1] - c->off[r]) + 2;
+        else
+            need += ST_FLOAT_TEXT;
+    }
+    if (sl_buf_room(out, need, &p) != SL_OK)
+        return SL_ETOOLARGE;
+    for (i = 0; i < ncols; i++) {
+        const st_column *c = &cols[i];
+        if (i > 0)
+            p[o++] = ',';
+        if (c->nulls[r])
+            continue;
+        switch (c->type) {
+        case ST_INT64:
+            o += put_i64(p + o, c->i64[r]);
+            break;
+        case ST_FLOAT64:
+            if (c->text) {
+                memcpy(p + o, c->str + c->off[r], c->off[r + 1] - c->off[r]);
+                o += c->off[r + 1] - c->off[r];
+            } else {
+                o += st_format_float64(c->f64[r], p + o);
+            }
+            break;
+        case ST_BOOL:
+            memcpy(p + o, c->b[r] ? "true" : "false", c->b[r] ? 4 : 5);
+            o += c->b[r] ? 4 : 5;
+            break;
+        case ST_STRING:
+            o += put_csv_text(p + o, c->str + c->off[r], c->off[r + 1] - c->off[r]);
+            break;
+        }
+    }
+    p[o++] = '\n';
+    sl_buf_wrote(out, o);
+    return SL_OK;
+}
+
 sl_code
 st_out_rows(st_out f, const char *const *names, const st_column *cols, size_t ncols, uint32_t from,
             uint32_t to, sl_buf *out)
@@ -228,6 +306,12 @@ st_out_rows(st_out f, const char *const *names, const st_column *cols, size_t nc
     sl_code rc = SL_OK;
     uint32_t r;
     size_t i;
+
+    if (f == ST_OUT_CSV) {
+        for (r = from; r < to && rc == SL_OK; r++)
+            rc = csv_row(cols, ncols, r, out);
+        return rc;
+    }
 
     for (r = from; r < to && rc == SL_OK; r++) {
         if (f == ST_OUT_JSONL)
