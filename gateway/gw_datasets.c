@@ -118,20 +118,6 @@ version_key(gw_req *r, const db_version *v, cry_key **key, sl_err *err)
 
 /* ---- datasets ---- */
 
-static json_t *
-body_or_reply(gw_req *r)
-{
-    json_t *obj = NULL;
-    sl_err err;
-
-    sl_err_clear(&err);
-    if (gw_body_object(r, 0, &obj, &err) != SL_OK) {
-        gw_reply_err(r, &err);
-        return NULL;
-    }
-    return obj;
-}
-
 /* The stored form of declared columns: every column with its tags (an empty list when
  * none), its type only when declared. */
 static json_t *
@@ -176,7 +162,7 @@ gw_h_dataset_create(gw_req *r)
 
     sl_err_clear(&err);
     memset(&ds, 0, sizeof ds);
-    if ((obj = body_or_reply(r)) == NULL)
+    if ((obj = gw_body_or_reply(r, 0)) == NULL)
         return;
     if (gw_json_dataset_create(obj, &b, &err) != SL_OK)
         goto fail;
@@ -276,7 +262,7 @@ gw_h_dataset_patch(gw_req *r)
 
     sl_err_clear(&err);
     memset(&ds, 0, sizeof ds);
-    if ((obj = body_or_reply(r)) == NULL)
+    if ((obj = gw_body_or_reply(r, 0)) == NULL)
         return;
     if (gw_json_dataset_patch(obj, &b, &err) != SL_OK) {
         gw_reply_err(r, &err);

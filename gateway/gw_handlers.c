@@ -108,9 +108,8 @@ gw_token_issue(gw_req *r, PGconn *c, int64_t principal_id, int64_t ttl_s, json_t
     return rc;
 }
 
-/* The body of a request, parsed, or a 400/422 answer. */
-static json_t *
-body_or_reply(gw_req *r, int allow_empty)
+json_t *
+gw_body_or_reply(gw_req *r, int allow_empty)
 {
     json_t *obj = NULL;
     sl_err err;
@@ -136,7 +135,7 @@ gw_h_principal_create(gw_req *r)
 
     sl_err_clear(&err);
     memset(&p, 0, sizeof p);
-    if ((obj = body_or_reply(r, 0)) == NULL)
+    if ((obj = gw_body_or_reply(r, 0)) == NULL)
         return;
     if ((rc = gw_json_principal_create(obj, r->srv->cfg->max_token_ttl_s, &b, &err)) != SL_OK)
         goto fail;
@@ -269,7 +268,7 @@ gw_h_principal_patch(gw_req *r)
 
     sl_err_clear(&err);
     memset(&p, 0, sizeof p);
-    if ((obj = body_or_reply(r, 0)) == NULL)
+    if ((obj = gw_body_or_reply(r, 0)) == NULL)
         return;
     if ((rc = gw_json_principal_patch(obj, &b, &err)) != SL_OK) {
         gw_reply_err(r, &err);
@@ -333,7 +332,7 @@ gw_h_token_create(gw_req *r)
 
     sl_err_clear(&err);
     memset(&p, 0, sizeof p);
-    if ((obj = body_or_reply(r, 1)) == NULL)
+    if ((obj = gw_body_or_reply(r, 1)) == NULL)
         return;
     if ((rc = gw_json_token_create(obj, r->srv->cfg->max_token_ttl_s, &ttl, &err)) != SL_OK) {
         gw_reply_err(r, &err);

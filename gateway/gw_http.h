@@ -131,6 +131,8 @@ const char *gw_arg(gw_req *r, const char *key);
 int gw_has_role(const gw_req *r, const char *role);
 /* The request's JSON body as an object (empty body allowed when allow_empty). */
 sl_code gw_body_object(gw_req *r, int allow_empty, json_t **out, sl_err *err) SL_WUR;
+/* The request's JSON body as an object, or NULL with a 400/422 answer set. */
+json_t *gw_body_or_reply(gw_req *r, int allow_empty);
 /* Parses limit (1..SL_LIST_MAX) and after; replies 422 and returns 0 on a bad value. */
 int gw_list_args(gw_req *r, int *limit, const char **after);
 

@@ -140,6 +140,15 @@ gw_json_only(const json_t *obj, const char *const *allowed, sl_err *err)
 }
 
 static sl_code
+check_name(const json_t *v, sl_err *err)
+{
+    if (!json_is_string(v) || !sl_name_valid(json_string_value(v)))
+        return sl_err_set(err, SL_EINVALID,
+                          "field \"name\" must be a name matching ^[a-z][a-z0-9_.-]{0,62}$");
+    return SL_OK;
+}
+
+static sl_code
 check_roles(const json_t *roles, sl_err *err)
 {
     size_t i, j;
@@ -214,9 +223,8 @@ gw_json_principal_create(const json_t *obj, int64_t max_ttl_s, gw_principal_body
     memset(out, 0, sizeof *out);
     if ((rc = gw_json_only(obj, allowed, err)) != SL_OK)
         return rc;
-    if (!json_is_string(name) || !sl_name_valid(json_string_value(name)))
-        return sl_err_set(err, SL_EINVALID,
-                          "field \"name\" must be a name matching ^[a-z][a-z0-9_.-]{0,62}$");
+    if ((rc = check_name(name, err)) != SL_OK)
+        return rc;
     out->name = json_string_value(name);
     if (kind == NULL) {
         out->kind = "user";
@@ -380,6 +388,16 @@ gw_classification_rank(const char *c)
 }
 
 static sl_code
+check_classification(const json_t *v, sl_err *err)
+{
+    if (!json_is_string(v) || gw_classification_rank(json_string_value(v)) < 0)
+        return sl_err_set(err, SL_EINVALID,
+                          "field \"classification\" must be public, internal, confidential or "
+                          "restricted");
+    return SL_OK;
+}
+
+static sl_code
 check_text(const json_t *v, const char *field, size_t max, sl_err *err)
 {
     if (!json_is_string(v) || json_string_length(v) > max)
@@ -402,14 +420,11 @@ gw_json_dataset_create(const json_t *obj, gw_dataset_body *out, sl_err *err)
     memset(out, 0, sizeof *out);
     if ((rc = gw_json_only(obj, allowed, err)) != SL_OK)
         return rc;
-    if (!json_is_string(name) || !sl_name_valid(json_string_value(name)))
-        return sl_err_set(err, SL_EINVALID,
-                          "field \"name\" must be a name matching ^[a-z][a-z0-9_.-]{0,62}$");
+    if ((rc = check_name(name, err)) != SL_OK)
+        return rc;
     out->name = json_string_value(name);
-    if (!json_is_string(cls) || gw_classification_rank(json_string_value(cls)) < 0)
-        return sl_err_set(err, SL_EINVALID,
-                          "field \"classification\" must be public, internal, confidential or "
-                          "restricted");
+    if ((rc = check_classification(cls, err)) != SL_OK)
+        return rc;
     out->classification = json_string_value(cls);
     out->description = "";
     if (desc != NULL) {
@@ -443,10 +458,8 @@ gw_json_dataset_patch(const json_t *obj, gw_dataset_body *out, sl_err *err)
                           "nothing to change: give \"description\", \"classification\" or "
                           "\"columns\"");
     if (cls != NULL) {
-        if (!json_is_string(cls) || gw_classification_rank(json_string_value(cls)) < 0)
-            return sl_err_set(err, SL_EINVALID,
-                              "field \"classification\" must be public, internal, confidential "
-                              "or restricted");
+        if ((rc = check_classification(cls, err)) != SL_OK)
+            return rc;
         out->classification = json_string_value(cls);
     }
     if (desc != NULL) {

@@ -78,6 +78,10 @@ db_dataset_insert(PGconn *c, const char *name, int64_t owner_id, const char *cla
     ", 'latest', (SELECT max(v.version) FROM dataset_versions v WHERE v.dataset_id = d.id "  \
     "AND v.state = 'live'), 'created_at', " TS_SQL("d.created_at") ")"
 
+#define DATASET_SQL                                            \
+    "SELECT d.id, d.owner_id, d.classification, " DATASET_JSON \
+    " FROM datasets d JOIN principals p ON p.id = d.owner_id WHERE d.name = $1"
+
 sl_code
 db_dataset_get(PGconn *c, const char *name, int for_update, db_dataset *out, sl_err *err)
 {
@@ -85,14 +89,8 @@ db_dataset_get(PGconn *c, const char *name, int for_update, db_dataset *out, sl_
     PGresult *r;
 
     memset(out, 0, sizeof *out);
-    r = db_query(c,
-                 for_update ? "SELECT d.id, d.owner_id, d.classification, " DATASET_JSON
-                              " FROM datasets d JOIN principals p ON p.id = d.owner_id "
-                              "WHERE d.name = $1 FOR UPDATE OF d"
-                            : "SELECT d.id, d.owner_id, d.classification, " DATASET_JSON
-                              " FROM datasets d JOIN principals p ON p.id = d.owner_id "
-                              "WHERE d.name = $1",
-                 1, params, NULL, NULL, PGRES_TUPLES_OK, err);
+    r = db_query(c, for_update ? DATASET_SQL " FOR UPDATE OF d" : DATASET_SQL, 1, params, NULL,
+                 NULL, PGRES_TUPLES_OK, err);
     if (r == NULL)
         return err->code;
     if (PQntuples(r) != 1) {
@@ -328,6 +326,16 @@ db_version_clear(db_version *v)
     v->manifest = v->doc = NULL;
 }
 
+/* A live version (0 = the latest) with its key, manifest and summary. */
+#define VERSION_SQL                                                                          \
+    "SELECT v.version, v.master_version, v.key_version, encode(v.wrapped_key, 'hex'), "      \
+    "v.manifest, jsonb_build_object('version', v.version, 'rows', v.rows, 'bytes_in', "      \
+    "v.bytes_in, 'bytes_stored', v.bytes_stored, 'sha256', v.sha256, 'row_groups', "         \
+    "jsonb_array_length(v.manifest->'groups'), 'created_by', p.name, 'created_at', " TS_SQL( \
+        "v.live_at") ") FROM dataset_versions v JOIN principals p ON p.id = v.created_by "   \
+                     "WHERE v.dataset_id = $1 AND v.state = 'live' AND ($2::int = 0 OR "     \
+                     "v.version = $2::int) ORDER BY v.version DESC LIMIT 1"
+
 sl_code
 db_version_get(PGconn *c, int64_t dataset_id, int version, int for_update, db_version *out,
                sl_err *err)
@@ -341,26 +349,7 @@ db_version_get(PGconn *c, int64_t dataset_id, int version, int for_update, db_ve
     i64_text(dataset_id, ds);
     snprintf(ver, sizeof ver, "%d", version);
     /* version 0: the latest live one */
-    sql = for_update
-              ? "SELECT v.version, v.master_version, v.key_version, encode(v.wrapped_key, "
-                "'hex'), v.manifest, jsonb_build_object('version', v.version, 'rows', v.rows, "
-                "'bytes_in', v.bytes_in, 'bytes_stored', v.bytes_stored, 'sha256', v.sha256, "
-                "'row_groups', jsonb_array_length(v.manifest->'groups'), 'created_by', p.name, "
-                "'created_at', " TS_SQL("v.live_at") ") FROM dataset_versions v JOIN principals "
-                                                     "p ON p.id = v.created_by WHERE v.dataset_id "
-                                                     "= $1 AND v.state = 'live' AND "
-                                                     "($2::int = 0 OR v.version = $2::int) ORDER "
-                                                     "BY v.version DESC LIMIT 1 FOR "
-                                                     "UPDATE OF v"
-              : "SELECT v.version, v.master_version, v.key_version, encode(v.wrapped_key, "
-                "'hex'), v.manifest, jsonb_build_object('version', v.version, 'rows', v.rows, "
-                "'bytes_in', v.bytes_in, 'bytes_stored', v.bytes_stored, 'sha256', v.sha256, "
-                "'row_groups', jsonb_array_length(v.manifest->'groups'), 'created_by', p.name, "
-                "'created_at', " TS_SQL("v.live_at") ") FROM dataset_versions v JOIN principals "
-                                                     "p ON p.id = v.created_by WHERE v.dataset_id "
-                                                     "= $1 AND v.state = 'live' AND "
-                                                     "($2::int = 0 OR v.version = $2::int) ORDER "
-                                                     "BY v.version DESC LIMIT 1";
+    sql = for_update ? VERSION_SQL " FOR UPDATE OF v" : VERSION_SQL;
     r = db_query(c, sql, 2, params, NULL, NULL, PGRES_TUPLES_OK, err);
     if (r == NULL)
         return err->code;
