@@ -116,6 +116,8 @@ void gw_keyd_stop(gw_keys *k);
 /* A new master key version (the highest held + 1), its file written and fsynced by the
  * helper; held but not current until gw_master_activate. */
 sl_code gw_master_create(gw_keys *k, int *version, sl_err *err) SL_WUR;
+/* The current master key version. */
+int gw_master_current(gw_keys *k);
 /* Makes a held version current (new wraps use it). */
 void gw_master_activate(gw_keys *k, int version);
 /* Forgets a version that nothing is wrapped by any more and removes its file. */

@@ -347,22 +347,39 @@ upload_release(gw_req *r)
 {
     upload *u = r->up;
     PGconn *c = NULL;
+    int64_t gone = 0;
     sl_err err;
 
     if (u == NULL)
         return;
     r->up = NULL;
+    /* first: the writer thread may still be writing a group */
+    st_ingest_free(u->ingest);
+    u->ingest = NULL;
     if (!r->committed && u->version > 0) {
-        /* nothing of it is visible: forget the number's row and remove its fragments */
+        /* Not visible: its fragments go, then its row, in one transaction that holds the
+         * row while it is still an upload in progress (a COMMIT whose reply was lost may
+         * have made it live: then nothing is removed). A crash or a database that cannot
+         * answer leaves both to the recovery at the next start. */
+        sl_code rc;
+        int held = 0;
         sl_err_clear(&err);
         if (db_acquire(u->srv->pool, SL_DB_ACQUIRE_MS, &c, &err) == SL_OK) {
-            sl_code rc = db_version_discard(c, u->dataset_id, u->version, &err);
+            rc = db_exec(c, "BEGIN", &err);
+            if (rc == SL_OK)
+                rc = db_version_hold_upload(c, u->dataset_id, u->version, &held, &err);
+            if (rc == SL_OK && held) {
+                if (st_version_remove(u->srv->storage, u->dataset_id, u->version, &err) != SL_OK)
+                    sl_warn("upload %s: %s", r->request_id, err.msg);
+                rc = db_version_discard(c, u->dataset_id, u->version, &gone, &err);
+            }
+            if (rc == SL_OK)
+                rc = db_exec(c, "COMMIT", &err);
+            else
+                db_rollback(c);
             db_release(u->srv->pool, c, rc != SL_OK);
         }
-        if (st_version_remove(u->srv->storage, u->dataset_id, u->version, &err) != SL_OK)
-            sl_warn("upload %s: %s (removed at the next start)", r->request_id, err.msg);
     }
-    st_ingest_free(u->ingest);
     cry_key_free(u->key);
     free(u->spec);
     json_decref(u->columns);
@@ -963,7 +980,7 @@ gw_h_keys_rotate(gw_req *r)
     rotation *rot;
     PGconn *c = NULL;
     size_t n = 0, i, len = 0;
-    int version = 0, prev = r->srv->keys->master_version, ver = 0, j;
+    int version = 0, prev = gw_master_current(r->srv->keys), ver = 0, j;
     cry_key *k = NULL;
     sl_err err;
 
@@ -1033,6 +1050,13 @@ gw_h_keys_rotate(gw_req *r)
     goto out;
 fail:
     gw_reply_err(r, &err);
+    {
+        /* nothing is wrapped by the new version: forget it and its file */
+        sl_err e2;
+        sl_err_clear(&e2);
+        if (gw_master_retire(r->srv->keys, version, &e2) != SL_OK)
+            sl_warn("rotation: %s", e2.msg);
+    }
 out:
     cry_key_free(k);
     free(blob);
@@ -1042,12 +1066,18 @@ out:
 /* ---- recovery and scrub ---- */
 
 typedef struct {
-    const db_version_ref *keep;
-    size_t nkeep;
+    const db_version_ref *known;
+    size_t nknown;
     const st_storage *storage;
-    long removed;
+    long removed, unknown;
 } orphans;
 
+/*
+ * A version directory found in storage: kept when its version is live; removed when the
+ * database says it is an upload a crash interrupted or a shredded version (its key is
+ * gone); left in place, with a warning, when the database does not know it at all (a
+ * database restored from an older backup, the wrong database): never deleted on a guess.
+ */
 static int
 remove_orphan(void *ctx, int64_t dataset, int64_t version)
 {
@@ -1055,9 +1085,18 @@ remove_orphan(void *ctx, int64_t dataset, int64_t version)
     size_t i;
     sl_err err;
 
-    for (i = 0; i < o->nkeep; i++)
-        if (o->keep[i].dataset_id == dataset && o->keep[i].version == version)
-            return 1;
+    for (i = 0; i < o->nknown; i++)
+        if (o->known[i].dataset_id == dataset && o->known[i].version == version)
+            break;
+    if (i == o->nknown) {
+        sl_warn("storage holds dataset %lld version %lld, which the database does not know: "
+                "left in place",
+                (long long)dataset, (long long)version);
+        o->unknown++;
+        return 1;
+    }
+    if (o->known[i].state == 'l')
+        return 1;
     sl_err_clear(&err);
     if (st_version_remove(o->storage, dataset, version, &err) == SL_OK)
         o->removed++;
@@ -1069,28 +1108,31 @@ remove_orphan(void *ctx, int64_t dataset, int64_t version)
 sl_code
 gw_store_recover(gw_server *s, sl_err *err)
 {
-    db_version_ref *keep = NULL;
+    db_version_ref *known = NULL;
     PGconn *c = NULL;
     int64_t dropped = 0;
     orphans o;
     sl_code rc;
 
+    memset(&o, 0, sizeof o);
     if ((rc = db_acquire(s->pool, SL_DB_ACQUIRE_MS, &c, err)) != SL_OK)
         return rc;
-    /* uploads a crash interrupted: never visible, now forgotten */
-    if ((rc = db_versions_drop_uploading(c, &dropped, err)) == SL_OK)
-        rc = db_versions_live(c, &keep, &o.nkeep, err);
+    /* what is known first (uploads in progress included), then those uploads forgotten:
+     * a crash interrupted them and they were never visible */
+    if ((rc = db_versions_all(c, &known, &o.nknown, err)) == SL_OK)
+        rc = db_versions_drop_uploading(c, &dropped, err);
     db_release(s->pool, c, rc != SL_OK);
-    if (rc != SL_OK)
+    if (rc != SL_OK) {
+        free(known);
         return rc;
-    o.keep = keep;
+    }
+    o.known = known;
     o.storage = s->storage;
-    o.removed = 0;
     rc = st_versions_each(s->storage, remove_orphan, &o, err);
-    free(keep);
+    free(known);
     if (dropped > 0 || o.removed > 0)
-        sl_info("recovery: %lld unfinished upload(s) forgotten, %ld orphan version "
-                "director(ies) removed",
+        sl_info("recovery: %lld unfinished upload(s) forgotten, %ld version director(ies) of "
+                "unfinished or shredded versions removed",
                 (long long)dropped, o.removed);
     return rc;
 }
@@ -1113,22 +1155,22 @@ gw_h_store_scrub(gw_req *r)
         gw_reply_err(r, &err);
         return;
     }
-    if ((rc = db_versions_live(c, &live, &n, &err)) != SL_OK)
+    if ((rc = db_versions_all(c, &live, &n, &err)) != SL_OK)
         goto fail;
     for (i = 0; i < n; i++) {
         db_version v;
         cry_key *key = NULL;
         json_t *g;
         size_t gi;
-        if (live[i].uploading)
+        if (live[i].state != 'l')
             continue;
-        if (db_version_get(c, live[i].dataset_id, live[i].version, 0, &v, &err) != SL_OK) {
-            if (err.code == SL_ENOTFOUND)
+        if ((rc = db_version_get(c, live[i].dataset_id, live[i].version, 0, &v, &err)) != SL_OK) {
+            if (rc == SL_ENOTFOUND)
                 continue; /* shredded meanwhile */
             goto fail;
         }
         versions++;
-        if (version_key(r, &v, &key, &err) != SL_OK) {
+        if ((rc = version_key(r, &v, &key, &err)) != SL_OK) {
             db_version_clear(&v);
             goto fail;
         }

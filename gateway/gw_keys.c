@@ -147,13 +147,14 @@ sl_code
 gw_keyd_start(const gw_config *cfg, gw_keys *k, sl_err *err)
 {
     int sv[2];
-    pid_t pid;
+    pid_t pid, parent;
 
     k->keyd_fd = -1;
     if (k->master_from_env)
         return SL_OK; /* nothing on disk to rotate */
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         return sl_err_set(err, SL_EIO, "could not start the key helper: %s", strerror(errno));
+    parent = getpid();
     pid = fork();
     if (pid < 0) {
         close(sv[0]);
@@ -164,7 +165,7 @@ gw_keyd_start(const gw_config *cfg, gw_keys *k, sl_err *err)
         /* the helper: only its socket stays open; it dies with the gateway */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         prctl(PR_SET_NAME, "sluice-keyd");
-        if (getppid() == 1)
+        if (getppid() != parent) /* the gateway died before the line above */
             _exit(0);
         if (dup2(sv[1], 3) < 0)
             _exit(1);
@@ -233,6 +234,17 @@ gw_master_create(gw_keys *k, int *version, sl_err *err)
     }
     pthread_mutex_unlock(&k->lock);
     return rc;
+}
+
+int
+gw_master_current(gw_keys *k)
+{
+    int v;
+
+    pthread_mutex_lock(&k->lock);
+    v = k->master_version;
+    pthread_mutex_unlock(&k->lock);
+    return v;
 }
 
 void

@@ -1003,6 +1003,14 @@ forget_answer(gw_req *r)
     r->audited = 0;
     r->phase = 1;
     memset(&r->wait, 0, sizeof r->wait);
+    /* what the handler left for after its commit (streamed uploads are never made anew:
+     * they authenticate from the database) */
+    if (r->up_release != NULL)
+        r->up_release(r);
+    r->up = NULL;
+    r->up_release = NULL;
+    r->after_commit = NULL;
+    r->committed = 0;
 }
 
 /* The audit writer's notifier tells a suspended request its event's outcome. */

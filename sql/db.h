@@ -163,20 +163,26 @@ sl_code db_lock_keys(PGconn *c, int exclusive, sl_err *err) SL_WUR;
 /* Makes an upload's version live with its manifest (in the caller's transaction). */
 sl_code db_version_publish(PGconn *c, int64_t dataset_id, int version, const json_t *manifest,
                            sl_err *err) SL_WUR;
-/* Forgets an upload that failed (its number is not given again). */
-sl_code db_version_discard(PGconn *c, int64_t dataset_id, int version, sl_err *err) SL_WUR;
+/* Locks an upload's row while it is still in progress (*found 1), for the caller's
+ * transaction: it cannot become live meanwhile. */
+sl_code db_version_hold_upload(PGconn *c, int64_t dataset_id, int version, int *found,
+                               sl_err *err) SL_WUR;
+/* Forgets an upload that failed (its number is not given again); *gone is 1 when its
+ * row was still an upload in progress (and is now gone), 0 otherwise. */
+sl_code db_version_discard(PGconn *c, int64_t dataset_id, int version, int64_t *gone,
+                           sl_err *err) SL_WUR;
 /* A live version (0 = the latest); SL_ENOTFOUND when none. */
 sl_code db_version_get(PGconn *c, int64_t dataset_id, int version, int for_update, db_version *out,
                        sl_err *err) SL_WUR;
 /* Destroys a live version's wrapped key (crypto-shredding); SL_ENOTFOUND when not live. */
 sl_code db_version_shred(PGconn *c, int64_t dataset_id, int version, sl_err *err) SL_WUR;
-/* Every version whose fragments must be kept: live ones and uploads in progress. */
+/* Every version the database knows, in every state: 'l'ive, 'u'ploading, 's'hredded. */
 typedef struct {
     int64_t dataset_id;
     int version;
-    int uploading;
+    char state;
 } db_version_ref;
-sl_code db_versions_live(PGconn *c, db_version_ref **out, size_t *n, sl_err *err) SL_WUR;
+sl_code db_versions_all(PGconn *c, db_version_ref **out, size_t *n, sl_err *err) SL_WUR;
 /* Forgets every upload in progress (at start: a crash interrupted them); *n how many. */
 sl_code db_versions_drop_uploading(PGconn *c, int64_t *n, sl_err *err) SL_WUR;
 /* Every wrapped data key, locked for the caller's transaction (master key rotation). */

@@ -246,7 +246,7 @@ db_versions_drop_uploading(PGconn *c, int64_t *n, sl_err *err)
 }
 
 sl_code
-db_versions_live(PGconn *c, db_version_ref **out, size_t *n, sl_err *err)
+db_versions_all(PGconn *c, db_version_ref **out, size_t *n, sl_err *err)
 {
     PGresult *r;
     int i;
@@ -254,8 +254,8 @@ db_versions_live(PGconn *c, db_version_ref **out, size_t *n, sl_err *err)
     *out = NULL;
     *n = 0;
     r = db_query(c,
-                 "SELECT dataset_id, version, state = 'uploading' FROM dataset_versions WHERE "
-                 "state <> 'shredded' ORDER BY dataset_id, version",
+                 "SELECT dataset_id, version, left(state, 1) FROM dataset_versions ORDER BY "
+                 "dataset_id, version",
                  0, NULL, NULL, NULL, PGRES_TUPLES_OK, err);
     if (r == NULL)
         return err->code;
@@ -263,7 +263,7 @@ db_versions_live(PGconn *c, db_version_ref **out, size_t *n, sl_err *err)
     for (i = 0; i < PQntuples(r); i++) {
         (*out)[i].dataset_id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
         (*out)[i].version = atoi(PQgetvalue(r, i, 1));
-        (*out)[i].uploading = PQgetvalue(r, i, 2)[0] == 't';
+        (*out)[i].state = PQgetvalue(r, i, 2)[0];
     }
     *n = (size_t)PQntuples(r);
     PQclear(r);
@@ -298,12 +298,13 @@ db_version_publish(PGconn *c, int64_t dataset_id, int version, const json_t *man
 }
 
 sl_code
-db_version_discard(PGconn *c, int64_t dataset_id, int version, sl_err *err)
+db_version_discard(PGconn *c, int64_t dataset_id, int version, int64_t *gone, sl_err *err)
 {
     char ds[24], ver[16];
     const char *params[2] = {ds, ver};
     PGresult *r;
 
+    *gone = 0;
     i64_text(dataset_id, ds);
     snprintf(ver, sizeof ver, "%d", version);
     r = db_query(c,
@@ -312,6 +313,28 @@ db_version_discard(PGconn *c, int64_t dataset_id, int version, sl_err *err)
                  2, params, NULL, NULL, PGRES_COMMAND_OK, err);
     if (r == NULL)
         return err->code;
+    *gone = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return SL_OK;
+}
+
+sl_code
+db_version_hold_upload(PGconn *c, int64_t dataset_id, int version, int *found, sl_err *err)
+{
+    char ds[24], ver[16];
+    const char *params[2] = {ds, ver};
+    PGresult *r;
+
+    *found = 0;
+    i64_text(dataset_id, ds);
+    snprintf(ver, sizeof ver, "%d", version);
+    r = db_query(c,
+                 "SELECT 1 FROM dataset_versions WHERE dataset_id = $1 AND version = $2 AND "
+                 "state = 'uploading' FOR UPDATE",
+                 2, params, NULL, NULL, PGRES_TUPLES_OK, err);
+    if (r == NULL)
+        return err->code;
+    *found = PQntuples(r) == 1;
     PQclear(r);
     return SL_OK;
 }

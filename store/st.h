@@ -237,9 +237,15 @@ sl_code st_chunk_write(const st_storage *s, const st_place *pl, const cry_key *k
 sl_code st_chunk_put(const st_storage *s, const st_place *pl, const cry_key *key,
                      const unsigned char *raw, size_t n, int try_compress, st_chunk_info *info,
                      sl_err *err) SL_WUR;
-/* Makes a version's fragments durable in every storage directory (syncfs of each file
- * system, then the directories). */
-sl_code st_storage_sync(const st_storage *s, int64_t dataset, int64_t version, sl_err *err) SL_WUR;
+/* Descriptors of the storage directories (ST_MAX_FRAGMENTS entries, -1 past the last),
+ * opened before an upload writes anything, for st_storage_sync; closed by unwatch. */
+sl_code st_storage_watch(const st_storage *s, int *fds, sl_err *err) SL_WUR;
+void st_storage_unwatch(int *fds);
+/* Makes a version's entries durable in every storage directory (its directory, the
+ * dataset's, the storage root); with watch, first every file system's writeback, with
+ * any write error since the watch began. */
+sl_code st_storage_sync(const st_storage *s, int64_t dataset, int64_t version, const int *watch,
+                        sl_err *err) SL_WUR;
 /*
  * Reads a chunk back into raw (appended): fragments from every directory, rebuilt from
  * parity past any that are missing or damaged (*bad gets a bit per such directory),

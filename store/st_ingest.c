@@ -54,6 +54,7 @@ struct st_ingest {
     /* the writer thread and what it owns while it runs: typed, enc, groups, stored */
     pthread_t writer;
     int writer_started;
+    int watch[ST_MAX_FRAGMENTS]; /* the storage directories, open before any write */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     text_group *todo; /* handed over, not yet written */
@@ -86,6 +87,8 @@ st_ingest_new(const st_storage *s, const cry_key *key, int64_t dataset, int64_t 
     sl_buf_init(&g->enc, SL_MAX_CHUNK_BYTES);
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->cv, NULL);
+    for (size_t i = 0; i < ST_MAX_FRAGMENTS; i++)
+        g->watch[i] = -1;
     return g;
 }
 
@@ -121,6 +124,7 @@ st_ingest_free(st_ingest *g)
     if (g == NULL)
         return;
     stop_writer(g);
+    st_storage_unwatch(g->watch);
     st_csv_free(g->csv);
     for (i = 0; i < g->ncols; i++) {
         free(g->names[i]);
@@ -340,6 +344,8 @@ hand_over(st_ingest *g, sl_err *err)
     if (!g->typed)
         settle_types(g, g->fill);
     if (!g->writer_started) {
+        if ((rc = st_storage_watch(g->s, g->watch, err)) != SL_OK)
+            return rc;
         if (pthread_create(&g->writer, NULL, writer_main, g) != 0)
             return sl_err_set(err, SL_EINTERNAL, "could not start the upload's writer");
         g->writer_started = 1;
@@ -428,7 +434,8 @@ st_ingest_finish(st_ingest *g, json_t **manifest, sl_err *err)
     if (g->writer_started && (rc = writer_idle(g, err)) != SL_OK)
         return rc;
     stop_writer(g);
-    if (g->group > 0 && (rc = st_storage_sync(g->s, g->dataset, g->version, err)) != SL_OK)
+    if (g->group > 0 &&
+        (rc = st_storage_sync(g->s, g->dataset, g->version, g->watch, err)) != SL_OK)
         return rc;
     cry_sha256_final(g->sha, sha);
     g->sha = NULL;

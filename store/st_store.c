@@ -231,34 +231,72 @@ out:
 }
 
 sl_code
-st_storage_sync(const st_storage *s, int64_t dataset, int64_t version, sl_err *err)
+st_storage_watch(const st_storage *s, int *fds, sl_err *err)
+{
+    int i;
+
+    for (i = 0; i < ST_MAX_FRAGMENTS; i++)
+        fds[i] = -1;
+    for (i = 0; i < s->n; i++)
+        if ((fds[i] = open(s->dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+            int e = errno;
+            st_storage_unwatch(fds);
+            return sl_err_set(err, SL_EIO, "could not open storage directory %s: %s", s->dirs[i],
+                              strerror(e));
+        }
+    return SL_OK;
+}
+
+void
+st_storage_unwatch(int *fds)
+{
+    int i;
+
+    for (i = 0; i < ST_MAX_FRAGMENTS; i++)
+        if (fds[i] >= 0) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+}
+
+/* fsyncs a directory by path. */
+static sl_code
+sync_dir(const char *p, sl_err *err)
+{
+    int fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd < 0 || fsync(fd) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return sl_err_set(err, SL_EIO, "could not sync a storage directory: %s", strerror(e));
+    }
+    close(fd);
+    return SL_OK;
+}
+
+sl_code
+st_storage_sync(const st_storage *s, int64_t dataset, int64_t version, const int *watch,
+                sl_err *err)
 {
     char p[PATH_MAX];
-    int i, fd;
+    sl_code rc;
+    int i;
 
     for (i = 0; i < s->n; i++) {
+        /* the file system's whole writeback at once, through a descriptor opened before
+         * the fragments were written: syncfs reports a write error that happened since
+         * that descriptor was opened (Linux 5.8+), even if something else saw it first */
+        if (watch != NULL && syncfs(watch[i]) != 0)
+            return sl_err_set(err, SL_EIO, "could not sync storage directory %s: %s", s->dirs[i],
+                              strerror(errno));
+        /* then the entries: the version's files, its directory, the dataset's */
         version_dir(s, i, dataset, version, p, sizeof p);
-        fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        /* the file system's whole writeback at once (an upload's fragments were written
-         * without a sync each; syncfs reports their write errors since Linux 5.8), then
-         * the directory's entries */
-        if (fd < 0 || syncfs(fd) != 0 || fsync(fd) != 0) {
-            int e = errno;
-            if (fd >= 0)
-                close(fd);
-            return sl_err_set(err, SL_EIO, "could not sync a storage directory: %s", strerror(e));
-        }
-        close(fd);
-        /* and the dataset's directory, which holds the version's entry */
+        if ((rc = sync_dir(p, err)) != SL_OK)
+            return rc;
         snprintf(p, sizeof p, "%s/%lld", s->dirs[i], (long long)dataset);
-        fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) != 0) {
-            int e = errno;
-            if (fd >= 0)
-                close(fd);
-            return sl_err_set(err, SL_EIO, "could not sync a storage directory: %s", strerror(e));
-        }
-        close(fd);
+        if ((rc = sync_dir(p, err)) != SL_OK || (rc = sync_dir(s->dirs[i], err)) != SL_OK)
+            return rc;
     }
     return SL_OK;
 }
@@ -436,7 +474,7 @@ st_chunk_scrub(const st_storage *s, const st_place *pl, const cry_key *key, uint
             goto out;
         *repaired |= 1u << i;
     }
-    rc = st_storage_sync(s, pl->dataset, pl->version, err);
+    rc = st_storage_sync(s, pl->dataset, pl->version, NULL, err); /* fragments fsynced */
 out:
     for (i = 0; i < s->n; i++)
         free(frags[i].p);

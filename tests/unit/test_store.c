@@ -1024,7 +1024,7 @@ chunks_in_storage(void **state)
     assert_true(info.compressed);
     assert_true(info.stored < sizeof data);
     assert_int_equal(st_chunk_write(s, &b, key, data, 5000, &info, &err), SL_OK);
-    assert_int_equal(st_storage_sync(s, 7, 3, &err), SL_OK);
+    assert_int_equal(st_storage_sync(s, 7, 3, NULL, &err), SL_OK);
     assert_false(found_under(root, "PLANTED-123-45-6789"));
     sl_buf_init(&back, SL_MAX_CHUNK_BYTES);
     assert_int_equal(st_chunk_read(s, &a, key, &back, &bad, &err), SL_OK);
