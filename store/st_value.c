@@ -421,9 +421,86 @@ st_format_float64(double v, char out[ST_FLOAT_TEXT])
 int
 st_float64_canonical(const char *p, size_t n, double v)
 {
-    char t[ST_FLOAT_TEXT];
+    uint64_t bits, d, w = 0, pow = 1;
+    int exp10, nd = 1, x, k, i, j;
+    size_t o = 0;
 
-    return st_format_float64(v, t) == n && memcmp(t, p, n) == 0;
+    /* Without writing the text out: the shortest digits d and the power x of the first
+     * one, then the text is walked once against the one layout st_format_float64 gives
+     * them, its digits gathered into w. */
+    if (v == 0)
+        return signbit(v) ? n == 4 && memcmp(p, "-0.0", 4) == 0
+                          : n == 3 && memcmp(p, "0.0", 3) == 0;
+    memcpy(&bits, &v, sizeof bits);
+    if (bits >> 63) {
+        if (n == 0 || p[o++] != '-')
+            return 0;
+    }
+    shortest(bits & ~(1ULL << 63), &d, &exp10);
+    while (d % 10 == 0) {
+        d /= 10;
+        exp10++;
+    }
+    for (pow = 10; nd < 20 && d >= pow; nd++)
+        pow = nd < 19 ? pow * 10 : pow;
+    x = exp10 + nd - 1;
+#define DIGIT(c) ((c) >= '0' && (c) <= '9')
+    if (x < -4 || x >= 16) {
+        /* d.ddde+XX */
+        int ax = x < 0 ? -x : x, ed = ax >= 100 ? 3 : 2, e = 0;
+        if (n != o + (size_t)nd + (nd > 1) + 2 + (size_t)ed)
+            return 0;
+        for (i = 0; i < nd; i++) {
+            if (i == 1 && p[o++] != '.')
+                return 0;
+            if (!DIGIT(p[o]))
+                return 0;
+            w = w * 10 + (uint64_t)(p[o++] - '0');
+        }
+        if (p[o++] != 'e' || p[o++] != (x < 0 ? '-' : '+'))
+            return 0;
+        for (i = 0; i < ed; i++) {
+            if (!DIGIT(p[o]))
+                return 0;
+            e = e * 10 + (p[o++] - '0');
+        }
+        return w == d && e == ax && p[o - (size_t)nd - (nd > 1) - 2 - (size_t)ed] != '0';
+    }
+    if (x >= 0) {
+        /* x + 1 digits, the point, at least one more: d, then zeros to fill */
+        int frac = nd > x + 1 ? nd - x - 1 : 1;
+        if (n != o + (size_t)(x + 1) + 1 + (size_t)frac || p[o] == '0')
+            return 0;
+        for (i = 0; i < x + 1 + frac; i++) {
+            if (i == x + 1 && p[o++] != '.')
+                return 0;
+            if (!DIGIT(p[o]))
+                return 0;
+            w = w * 10 + (uint64_t)(p[o++] - '0');
+        }
+        /* the digits written are d followed by k zeros */
+        k = x + 1 + frac - nd;
+        for (j = 0; j < k; j++) {
+            if (w % 10 != 0)
+                return 0;
+            w /= 10;
+        }
+        return w == d;
+    }
+    /* 0.000ddd */
+    if (n != o + 2 + (size_t)(-x - 1) + (size_t)nd || p[o] != '0' || p[o + 1] != '.')
+        return 0;
+    o += 2;
+    for (i = 0; i < -x - 1; i++)
+        if (p[o++] != '0')
+            return 0;
+    for (i = 0; i < nd; i++) {
+        if (!DIGIT(p[o]))
+            return 0;
+        w = w * 10 + (uint64_t)(p[o++] - '0');
+    }
+    return w == d;
+#undef DIGIT
 }
 
 void

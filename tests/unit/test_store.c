@@ -375,6 +375,8 @@ xorshift(uint64_t *s)
     return *s;
 }
 
+static void check_canonical_spellings(double v);
+
 static void
 check_against_reference(double v)
 {
@@ -397,6 +399,42 @@ check_against_reference(double v)
     assert_int_equal(st_parse_float64(typed, strlen(typed), &back), SL_OK);
     if (memcmp(&back, &v, sizeof v) != 0)
         fail_msg("%s read back as %a, not %a", typed, back, v);
+    check_canonical_spellings(v);
+    check_canonical_spellings(-v);
+}
+
+/* st_float64_canonical against its definition (the text st_format_float64 gives), over
+ * many ways of writing v that read back to it. */
+static void
+check_canonical_spellings(double v)
+{
+    char forms[12][64], canon[ST_FLOAT_TEXT];
+    double back;
+    int i, nf = 0;
+
+    if (!isfinite(v))
+        return;
+    st_format_float64(v, canon);
+    snprintf(forms[nf++], 64, "%s", canon);
+    snprintf(forms[nf++], 64, "%.17g", v);
+    snprintf(forms[nf++], 64, "%.16g", v);
+    snprintf(forms[nf++], 64, "%.16e", v);
+    snprintf(forms[nf++], 64, "%.3f", v);
+    snprintf(forms[nf++], 64, "%s0", canon); /* a trailing zero (or exponent digit) */
+    snprintf(forms[nf++], 64, "+%s", canon); /* a plus sign */
+    snprintf(forms[nf++], 64, "0%s", canon); /* a leading zero */
+    snprintf(forms[nf++], 64, "%.17E", v);   /* capital E */
+    snprintf(forms[nf++], 64, "%.1f", v);
+    snprintf(forms[nf++], 64, "%.0f", v);
+    snprintf(forms[nf++], 64, "%ge0", v);
+    for (i = 0; i < nf; i++) {
+        size_t n = strlen(forms[i]);
+        if (st_parse_float64(forms[i], n, &back) != SL_OK || memcmp(&back, &v, 8) != 0)
+            continue;
+        if (st_float64_canonical(forms[i], n, v) != (strcmp(forms[i], canon) == 0))
+            fail_msg("%a: \"%s\" canonical? %d (the canonical text is \"%s\")", v, forms[i],
+                     st_float64_canonical(forms[i], n, v), canon);
+    }
 }
 
 static void
@@ -481,6 +519,15 @@ float64_formatting_matches_reference(void **state)
                 fail_msg("%s: %a, strtod says %a", edges[i], a, b);
         }
     }
+    /* the canonical check's edges */
+    assert_true(st_float64_canonical("0.0", 3, 0.0) && st_float64_canonical("-0.0", 4, -0.0));
+    assert_false(st_float64_canonical("0", 1, 0.0) || st_float64_canonical("0.0", 3, -0.0));
+    assert_true(st_float64_canonical("100.0", 5, 100.0) && st_float64_canonical("1e+16", 5, 1e16));
+    assert_false(st_float64_canonical("100", 3, 100.0) || st_float64_canonical("1e16", 4, 1e16) ||
+                 st_float64_canonical("1.0e+16", 7, 1e16) ||
+                 st_float64_canonical("100.00", 6, 100.0));
+    assert_true(st_float64_canonical("1e-05", 5, 1e-5) && st_float64_canonical("0.0001", 6, 1e-4));
+    assert_true(st_float64_canonical("-1.5e-320", 9, -1.5e-320));
     check_against_reference(DBL_MAX);
     check_against_reference(DBL_MIN);
     check_against_reference(DBL_TRUE_MIN);
