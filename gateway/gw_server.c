@@ -897,6 +897,8 @@ stream_free(void *cls)
 
     if (st->stream.release)
         st->stream.release(st->stream.state);
+    if (st->pending.data != NULL) /* rows that were served */
+        sodium_memzero(st->pending.data, st->pending.cap);
     sl_buf_free(&st->pending);
     free(st);
 }

@@ -125,6 +125,7 @@ typedef struct {
 
 void st_column_init(st_column *c, st_type type);
 void st_column_clear(st_column *c); /* frees; the column can be reused after init */
+void st_column_wipe(st_column *c);  /* zeroes its values, then clears */
 void st_column_reset(st_column *c); /* keeps the memory, drops the rows */
 /*
  * Appends a field, parsed as the column's type. SL_EINVALID (message without the value)

@@ -4,6 +4,7 @@
  * version is read. The decoder is the first thing that sees bytes read from storage
  * after authentication, so it still checks everything.
  */
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,24 @@ st_column_clear(st_column *c)
     free(c->off);
     free(c->str);
     st_column_init(c, c->type);
+}
+
+void
+st_column_wipe(st_column *c)
+{
+    size_t cap = c->cap;
+
+    if (c->nulls != NULL)
+        sodium_memzero(c->nulls, cap);
+    if (c->i64 != NULL)
+        sodium_memzero(c->i64, cap * sizeof *c->i64);
+    if (c->f64 != NULL)
+        sodium_memzero(c->f64, cap * sizeof *c->f64);
+    if (c->b != NULL)
+        sodium_memzero(c->b, cap);
+    if (c->str != NULL)
+        sodium_memzero(c->str, c->str_cap);
+    st_column_clear(c);
 }
 
 void

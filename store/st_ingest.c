@@ -111,7 +111,7 @@ group_clear(text_group *t, size_t ncols)
     size_t i;
 
     for (i = 0; t->cols != NULL && i < ncols; i++)
-        st_column_clear(&t->cols[i]);
+        st_column_wipe(&t->cols[i]);
     free(t->cols);
     free(t->lines);
 }
@@ -129,7 +129,7 @@ st_ingest_free(st_ingest *g)
     for (i = 0; i < g->ncols; i++) {
         free(g->names[i]);
         if (g->typed_cols != NULL)
-            st_column_clear(&g->typed_cols[i]);
+            st_column_wipe(&g->typed_cols[i]);
     }
     group_clear(&g->bufs[0], g->ncols);
     group_clear(&g->bufs[1], g->ncols);

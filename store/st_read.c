@@ -66,8 +66,8 @@ st_reader_free(st_reader *r)
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     for (i = 0; i < r->ncols; i++) {
-        st_column_clear(&r->data[i]);
-        st_column_clear(&r->pre[i]);
+        st_column_wipe(&r->data[i]);
+        st_column_wipe(&r->pre[i]);
     }
     free(r->pre);
     free(r->cols);
@@ -177,7 +177,7 @@ read_group(const st_reader *r, size_t group, st_column *cols, uint64_t *rebuilt,
         sl_buf raw;
         uint32_t bad;
         sl_code rc;
-        st_column_clear(&cols[i]);
+        st_column_wipe(&cols[i]); /* the previous group's rows */
         sl_buf_init(&raw, SL_MAX_CHUNK_BYTES);
         rc = st_chunk_read(r->s, &pl, r->key, &raw, &bad, err);
         *rebuilt += (uint64_t)__builtin_popcount(bad);
