@@ -448,6 +448,7 @@ upload_end(gw_req *r)
     json_t *manifest = NULL, *cols = NULL;
     db_dataset ds;
     PGconn *c = NULL;
+    int lock;
     sl_err err;
 
     sl_err_clear(&err);
@@ -460,21 +461,35 @@ upload_end(gw_req *r)
     json_object_set(r->detail, "bytes_in", json_object_get(manifest, "bytes_in"));
     json_object_set(r->detail, "bytes_stored", json_object_get(manifest, "bytes_stored"));
     json_object_set(r->detail, "sha256", json_object_get(manifest, "sha256"));
-    /* the version, its manifest and the dataset's columns: one transaction, committed
-     * once the upload's event is */
-    if (gw_txn_begin(r, &c, &err) != SL_OK ||
-        db_dataset_get(c, u->dataset, 1, &ds, &err) != SL_OK || ds.id != u->dataset_id) {
-        if (err.code == SL_OK)
-            sl_err_set(&err, SL_ENOTFOUND, "dataset \"%s\" not found", u->dataset);
-        gw_reply_err(r, &err);
-        goto out;
+    /* The version, its manifest and (on a first upload) the dataset's columns: one
+     * transaction, committed once the upload's event is. The dataset's row is locked only
+     * when its columns change: a later upload's columns already match, and concurrent
+     * uploads to one dataset need not wait for each other's audit events. */
+    for (lock = 0; lock < 2; lock++) {
+        if ((lock == 0 && gw_txn_begin(r, &c, &err) != SL_OK) ||
+            db_dataset_get(c, u->dataset, lock, &ds, &err) != SL_OK || ds.id != u->dataset_id) {
+            if (err.code == SL_OK)
+                sl_err_set(&err, SL_ENOTFOUND, "dataset \"%s\" not found", u->dataset);
+            gw_reply_err(r, &err);
+            goto out;
+        }
+        cols = columns_after_upload(r, json_object_get(ds.doc, "columns"),
+                                    json_object_get(manifest, "columns"));
+        if (cols == NULL)
+            goto out;
+        if (json_equal(cols, json_object_get(ds.doc, "columns"))) {
+            json_decref(cols);
+            cols = NULL;
+            break;
+        }
+        if (lock == 0) { /* again, holding the row */
+            json_decref(cols);
+            cols = NULL;
+            db_dataset_clear(&ds);
+        }
     }
-    cols = columns_after_upload(r, json_object_get(ds.doc, "columns"),
-                                json_object_get(manifest, "columns"));
-    if (cols == NULL)
-        goto out;
     if (db_version_publish(c, u->dataset_id, u->version, manifest, &err) != SL_OK ||
-        db_dataset_update(c, u->dataset_id, NULL, NULL, cols, &err) != SL_OK) {
+        (cols != NULL && db_dataset_update(c, u->dataset_id, NULL, NULL, cols, &err) != SL_OK)) {
         gw_reply_err(r, &err);
         goto out;
     }
