@@ -1110,8 +1110,12 @@ remove_orphan(void *ctx, int64_t dataset, int64_t version)
         o->unknown++;
         return 1;
     }
-    if (o->known[i].state == 'l')
+    if (o->known[i].state == 'l') {
+        sl_err_clear(&err);
+        if (st_version_tidy(o->storage, dataset, version, &err) != SL_OK)
+            sl_warn("recovery: %s", err.msg);
         return 1;
+    }
     sl_err_clear(&err);
     if (st_version_remove(o->storage, dataset, version, &err) == SL_OK)
         o->removed++;

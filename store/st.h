@@ -263,6 +263,8 @@ sl_code st_chunk_read(const st_storage *s, const st_place *pl, const cry_key *ke
  */
 sl_code st_chunk_scrub(const st_storage *s, const st_place *pl, const cry_key *key,
                        uint32_t *repaired, sl_err *err) SL_WUR;
+/* Removes what a repair interrupted by a crash left of a live version (*.tmp). */
+sl_code st_version_tidy(const st_storage *s, int64_t dataset, int64_t version, sl_err *err) SL_WUR;
 /* Removes a version's fragments from every directory. */
 sl_code st_version_remove(const st_storage *s, int64_t dataset, int64_t version,
                           sl_err *err) SL_WUR;

@@ -524,6 +524,33 @@ st_version_remove(const st_storage *s, int64_t dataset, int64_t version, sl_err 
     return SL_OK;
 }
 
+sl_code
+st_version_tidy(const st_storage *s, int64_t dataset, int64_t version, sl_err *err)
+{
+    char dir[PATH_MAX], p[PATH_MAX + 300];
+    struct dirent *d;
+    int i, ok = 1;
+
+    for (i = 0; i < s->n; i++) {
+        DIR *dh;
+        version_dir(s, i, dataset, version, dir, sizeof dir);
+        if ((dh = opendir(dir)) == NULL)
+            continue;
+        while ((d = readdir(dh)) != NULL) {
+            size_t n = strlen(d->d_name);
+            if (n < 4 || strcmp(d->d_name + n - 4, ".tmp") != 0)
+                continue;
+            snprintf(p, sizeof p, "%s/%s", dir, d->d_name);
+            if (unlink(p) != 0 && errno != ENOENT)
+                ok = 0;
+        }
+        closedir(dh);
+    }
+    if (!ok)
+        return sl_err_set(err, SL_EIO, "a temporary fragment could not be removed");
+    return SL_OK;
+}
+
 /* A directory entry that is a decimal number >= 1 (a dataset or version id). */
 static int
 entry_id(const char *name, int64_t *out)

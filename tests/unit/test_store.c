@@ -1073,6 +1073,15 @@ chunks_in_storage(void **state)
     assert_int_equal(st_chunk_write(s, &b, key, data, 5000, &info, &err), SL_OK);
     assert_int_equal(st_storage_sync(s, 7, 3, NULL, &err), SL_OK);
     assert_false(found_under(root, "PLANTED-123-45-6789"));
+    /* what an interrupted repair leaves (a .tmp) goes; the fragments stay */
+    snprintf(path, sizeof path, "%s/7/3/0.0.frag.tmp", dirs[1]);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(st_version_tidy(s, 7, 3, &err), SL_OK);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof path, "%s/7/3/0.0.frag", dirs[1]);
+    assert_int_equal(access(path, F_OK), 0);
     sl_buf_init(&back, SL_MAX_CHUNK_BYTES);
     assert_int_equal(st_chunk_read(s, &a, key, &back, &bad, &err), SL_OK);
     assert_int_equal(bad, 0);
