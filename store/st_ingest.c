@@ -1,12 +1,13 @@
 /*
- * store/st_ingest.c: an upload, from CSV bytes to stored row groups, on two threads.
+ * store/st_ingest.c: an upload, from CSV bytes to stored row groups, on several threads.
  * The caller's thread parses the CSV and keeps each row group's fields as text (with the
- * line each row began on); every SL_ROWS_PER_GROUP rows it hands the group to the
- * group's writer thread and fills a second one meanwhile. The writer converts the text
- * to the columns' types, encodes, packs, seals, splits and writes each chunk. Types not
- * declared are inferred from the first group; later rows must fit, and a value that does
- * not is refused with its line and column (by the writer: the refusal reaches the caller
- * at its next call). Memory: two groups of text and one of typed columns.
+ * line each row began on); when a group is full it hands it to the writer threads and
+ * fills a free one meanwhile. A writer converts a group's text to the columns' types,
+ * encodes, packs, seals, splits and writes each chunk; groups are written in any order
+ * and recorded in theirs. Types not declared are inferred from the first group; later
+ * rows must fit, and a value that does not is refused with its line and column (by a
+ * writer: the refusal reaches the caller at its next call). Memory: ST_WRITERS + 1
+ * groups of text and ST_WRITERS of typed columns.
  */
 #include "st.h"
 
@@ -16,13 +17,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Writer threads per upload: converting text to typed values is most of an upload's
+ * work, more than parsing the CSV, so two keep the parser busy on two cores. */
+#define ST_WRITERS 2
+
 /* A row group as text: one string column per CSV column, and each row's line. */
+typedef enum { GROUP_FREE, GROUP_FILLING, GROUP_QUEUED, GROUP_WRITING } group_state;
 typedef struct {
     st_column *cols;
     uint64_t *lines;
     uint32_t rows;
-    size_t bytes; /* of field text */
+    size_t bytes;   /* of field text */
+    uint32_t index; /* its place in the version, given when handed over */
+    group_state state;
 } text_group;
+
+struct st_ingest;
+/* A writer thread and what only it touches. */
+typedef struct {
+    struct st_ingest *g;
+    pthread_t thread;
+    st_column *typed;
+    sl_buf enc;
+} writer;
 
 /* A record's field bytes. */
 static size_t
@@ -47,26 +64,24 @@ struct st_ingest {
     char **names;
     st_type *types;
     int typed; /* types are known (from the first group on) */
-    text_group bufs[2];
+    text_group bufs[ST_WRITERS + 1];
     text_group *fill; /* the group the parser fills */
     uint64_t rows, bytes_in;
     cry_sha256_ctx *sha;
-    /* the writer thread and what it owns while it runs: typed, enc, groups, stored */
-    pthread_t writer;
-    int writer_started;
+    /* the writers; everything below `mu` is shared with them under it */
+    writer writers[ST_WRITERS];
+    int writers_started;
     int watch[ST_MAX_FRAGMENTS]; /* the storage directories, open before any write */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    text_group *todo; /* handed over, not yet written */
     int stop;
-    sl_code werr; /* the writer's refusal, once */
+    sl_code werr; /* the first refusal of a writer */
     sl_err werr_msg;
-    st_column *typed_cols;
     unsigned char *incompressible; /* per column: a chunk did not compress; not tried again */
-    sl_buf enc;
-    uint32_t group; /* groups written */
+    uint32_t groups_given;         /* groups handed over */
+    uint32_t groups_written;
     uint64_t stored;
-    json_t *groups;
+    json_t *groups; /* by index; null until written */
 };
 
 st_ingest *
@@ -74,6 +89,7 @@ st_ingest_new(const st_storage *s, const cry_key *key, int64_t dataset, int64_t 
               uint32_t key_version, const st_colspec *declared, size_t n)
 {
     st_ingest *g = sl_xcalloc(1, sizeof *g);
+    size_t i;
 
     g->s = s;
     g->key = key;
@@ -84,25 +100,31 @@ st_ingest_new(const st_storage *s, const cry_key *key, int64_t dataset, int64_t 
     g->ndeclared = n;
     g->sha = cry_sha256_new();
     g->groups = json_array();
-    sl_buf_init(&g->enc, SL_MAX_CHUNK_BYTES);
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->cv, NULL);
-    for (size_t i = 0; i < ST_MAX_FRAGMENTS; i++)
+    for (i = 0; i < ST_MAX_FRAGMENTS; i++)
         g->watch[i] = -1;
+    for (i = 0; i < ST_WRITERS; i++) {
+        g->writers[i].g = g;
+        sl_buf_init(&g->writers[i].enc, SL_MAX_CHUNK_BYTES);
+    }
     return g;
 }
 
 static void
-stop_writer(st_ingest *g)
+stop_writers(st_ingest *g)
 {
-    if (!g->writer_started)
+    int i;
+
+    if (!g->writers_started)
         return;
     pthread_mutex_lock(&g->mu);
     g->stop = 1;
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
-    pthread_join(g->writer, NULL);
-    g->writer_started = 0;
+    for (i = 0; i < g->writers_started; i++)
+        pthread_join(g->writers[i].thread, NULL);
+    g->writers_started = 0;
 }
 
 static void
@@ -119,29 +141,30 @@ group_clear(text_group *t, size_t ncols)
 void
 st_ingest_free(st_ingest *g)
 {
-    size_t i;
+    size_t i, w;
 
     if (g == NULL)
         return;
-    stop_writer(g);
+    stop_writers(g);
     st_storage_unwatch(g->watch);
     st_csv_free(g->csv);
-    for (i = 0; i < g->ncols; i++) {
-        free(g->names[i]);
-        if (g->typed_cols != NULL)
-            st_column_wipe(&g->typed_cols[i]);
+    for (w = 0; w < ST_WRITERS; w++) {
+        for (i = 0; g->writers[w].typed != NULL && i < g->ncols; i++)
+            st_column_wipe(&g->writers[w].typed[i]);
+        free(g->writers[w].typed);
+        if (g->writers[w].enc.data != NULL)
+            sodium_memzero(g->writers[w].enc.data, g->writers[w].enc.len);
+        sl_buf_free(&g->writers[w].enc);
     }
-    group_clear(&g->bufs[0], g->ncols);
-    group_clear(&g->bufs[1], g->ncols);
+    for (i = 0; i < g->ncols; i++)
+        free(g->names[i]);
+    for (i = 0; i < ST_WRITERS + 1; i++)
+        group_clear(&g->bufs[i], g->ncols);
     free(g->names);
     free(g->types);
-    free(g->typed_cols);
     free(g->incompressible);
     cry_sha256_free(g->sha);
     json_decref(g->groups);
-    if (g->enc.data != NULL)
-        sodium_memzero(g->enc.data, g->enc.len);
-    sl_buf_free(&g->enc);
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);
     free(g);
@@ -159,13 +182,15 @@ header(st_ingest *g, const st_field *f, size_t n, sl_err *err)
     g->ncols = n;
     g->names = sl_xcalloc(n, sizeof *g->names);
     g->types = sl_xcalloc(n, sizeof *g->types);
-    for (b = 0; b < 2; b++) {
-        g->bufs[b].cols = sl_xcalloc(n, sizeof(st_column));
+    for (b = 0; b < ST_WRITERS + 1; b++) {
+        g->bufs[b].cols = sl_xcalloc(n ? n : 1, sizeof(st_column));
         g->bufs[b].lines = sl_xcalloc(SL_ROWS_PER_GROUP, sizeof(uint64_t));
         for (i = 0; i < n; i++)
             st_column_init(&g->bufs[b].cols[i], ST_STRING);
     }
+    g->incompressible = sl_xcalloc(n ? n : 1, 1);
     g->fill = &g->bufs[0];
+    g->fill->state = GROUP_FILLING;
     for (i = 0; i < n; i++) {
         g->names[i] = sl_xmalloc(f[i].n + 1);
         memcpy(g->names[i], f[i].p, f[i].n);
@@ -209,31 +234,38 @@ settle_types(st_ingest *g, const text_group *t)
  * tried until one of its chunks does not save an eighth, then stored as well.
  */
 static int
-try_compress(const st_ingest *g, size_t i, const st_column *c)
+try_compress(st_ingest *g, size_t i, const st_column *c)
 {
-    return c->type != ST_FLOAT64 && !g->incompressible[i];
+    int no;
+
+    if (c->type == ST_FLOAT64)
+        return 0;
+    pthread_mutex_lock(&g->mu);
+    no = g->incompressible[i];
+    pthread_mutex_unlock(&g->mu);
+    return !no;
 }
 
-/* The writer: a group's text to typed columns (refusing what does not fit, with its
- * line and column), then each chunk written. */
+/* A writer: a group's text to typed columns (refusing what does not fit, with its line
+ * and column), then each chunk written; the group's manifest entry in *entry. */
 static sl_code
-write_group(st_ingest *g, text_group *t, sl_err *err)
+write_group(st_ingest *g, writer *w, text_group *t, json_t **entry, uint64_t *stored, sl_err *err)
 {
     json_t *chunks = json_array();
     sl_code rc = SL_OK;
     size_t i;
     uint32_t r;
 
-    if (g->typed_cols == NULL) {
-        g->incompressible = sl_xcalloc(g->ncols ? g->ncols : 1, 1);
-        g->typed_cols = sl_xcalloc(g->ncols ? g->ncols : 1, sizeof(st_column));
+    *entry = NULL;
+    if (w->typed == NULL) {
+        w->typed = sl_xcalloc(g->ncols ? g->ncols : 1, sizeof(st_column));
         for (i = 0; i < g->ncols; i++)
-            st_column_init(&g->typed_cols[i], g->types[i]);
+            st_column_init(&w->typed[i], g->types[i]);
     }
     for (i = 0; i < g->ncols && rc == SL_OK; i++) {
         const st_column *text = &t->cols[i];
-        st_column *c = &g->typed_cols[i];
-        st_place pl = {g->dataset, g->version, g->group, (uint32_t)i, g->key_version};
+        st_column *c = &w->typed[i];
+        st_place pl = {g->dataset, g->version, t->index, (uint32_t)i, g->key_version};
         st_chunk_info info;
         st_column_reset(c);
         c->text = 1; /* float64 text is kept when it is all canonical already */
@@ -257,19 +289,22 @@ write_group(st_ingest *g, text_group *t, sl_err *err)
         }
         if (rc != SL_OK)
             break;
-        sl_buf_reset(&g->enc);
-        if ((rc = st_column_encode(c, &g->enc)) != SL_OK) {
+        sl_buf_reset(&w->enc);
+        if ((rc = st_column_encode(c, &w->enc)) != SL_OK) {
             sl_err_set(err, rc, "a column chunk is larger than the limit");
             break;
         }
-        rc = st_chunk_put(g->s, &pl, g->key, (unsigned char *)g->enc.data, g->enc.len,
+        rc = st_chunk_put(g->s, &pl, g->key, (unsigned char *)w->enc.data, w->enc.len,
                           try_compress(g, i, c), &info, err);
-        sodium_memzero(g->enc.data, g->enc.len);
+        sodium_memzero(w->enc.data, w->enc.len);
         if (rc != SL_OK)
             break;
-        g->stored += info.stored;
-        if (!info.compressed && c->type != ST_FLOAT64)
+        *stored += info.stored;
+        if (!info.compressed && c->type != ST_FLOAT64) {
+            pthread_mutex_lock(&g->mu);
             g->incompressible[i] = 1;
+            pthread_mutex_unlock(&g->mu);
+        }
         json_array_append_new(chunks,
                               json_pack("{s:I, s:I, s:b}", "raw", (json_int_t)info.raw, "stored",
                                         (json_int_t)info.stored, "compressed", info.compressed));
@@ -278,31 +313,49 @@ write_group(st_ingest *g, text_group *t, sl_err *err)
         json_decref(chunks);
         return rc;
     }
-    json_array_append_new(g->groups,
-                          json_pack("{s:I, s:o}", "rows", (json_int_t)t->rows, "chunks", chunks));
-    g->group++;
+    *entry = json_pack("{s:I, s:o}", "rows", (json_int_t)t->rows, "chunks", chunks);
     return SL_OK;
+}
+
+/* The queued group handed over first, or NULL. */
+static text_group *
+next_queued(st_ingest *g)
+{
+    text_group *best = NULL;
+    int i;
+
+    for (i = 0; i < ST_WRITERS + 1; i++)
+        if (g->bufs[i].state == GROUP_QUEUED && (best == NULL || g->bufs[i].index < best->index))
+            best = &g->bufs[i];
+    return best;
 }
 
 static void *
 writer_main(void *arg)
 {
-    st_ingest *g = arg;
+    writer *w = arg;
+    st_ingest *g = w->g;
     text_group *t;
+    json_t *entry;
+    uint64_t stored;
     sl_err err;
     sl_code rc;
     size_t i;
 
     pthread_mutex_lock(&g->mu);
     for (;;) {
-        while (g->todo == NULL && !g->stop)
+        while ((t = next_queued(g)) == NULL && !g->stop)
             pthread_cond_wait(&g->cv, &g->mu);
-        if (g->todo == NULL)
+        if (t == NULL)
             break;
-        t = g->todo;
+        t->state = GROUP_WRITING;
+        rc = g->werr; /* after a refusal, nothing more is written */
         pthread_mutex_unlock(&g->mu);
         sl_err_clear(&err);
-        rc = g->werr == SL_OK ? write_group(g, t, &err) : SL_OK;
+        entry = NULL;
+        stored = 0;
+        if (rc == SL_OK)
+            rc = write_group(g, w, t, &entry, &stored, &err);
         for (i = 0; i < g->ncols; i++)
             st_column_reset(&t->cols[i]);
         t->rows = 0;
@@ -312,22 +365,34 @@ writer_main(void *arg)
             g->werr = rc;
             g->werr_msg = err;
         }
-        g->todo = NULL;
+        if (entry != NULL) {
+            while (json_array_size(g->groups) <= t->index)
+                json_array_append_new(g->groups, json_null());
+            json_array_set_new(g->groups, t->index, entry);
+            g->stored += stored;
+            g->groups_written++;
+        }
+        t->state = GROUP_FREE;
         pthread_cond_broadcast(&g->cv);
     }
     pthread_mutex_unlock(&g->mu);
     return NULL;
 }
 
-/* Waits until the writer has taken nothing left to do; its refusal, if any. */
+/* Waits until every group handed over is written (or refused); the refusal, if any. */
 static sl_code
-writer_idle(st_ingest *g, sl_err *err)
+writers_idle(st_ingest *g, sl_err *err)
 {
     sl_code rc;
+    int i, busy;
 
     pthread_mutex_lock(&g->mu);
-    while (g->todo != NULL)
-        pthread_cond_wait(&g->cv, &g->mu);
+    do {
+        for (i = busy = 0; i < ST_WRITERS + 1; i++)
+            busy |= g->bufs[i].state == GROUP_QUEUED || g->bufs[i].state == GROUP_WRITING;
+        if (busy)
+            pthread_cond_wait(&g->cv, &g->mu);
+    } while (busy);
     rc = g->werr;
     if (rc != SL_OK)
         *err = g->werr_msg;
@@ -335,29 +400,47 @@ writer_idle(st_ingest *g, sl_err *err)
     return rc;
 }
 
-/* Hands the filled group to the writer and starts filling the other one. */
+/* Hands the filled group to the writers and takes a free one to fill (waiting for one). */
 static sl_code
 hand_over(st_ingest *g, sl_err *err)
 {
+    text_group *next = NULL;
     sl_code rc;
+    int i;
 
     if (!g->typed)
         settle_types(g, g->fill);
-    if (!g->writer_started) {
+    if (!g->writers_started) {
         if ((rc = st_storage_watch(g->s, g->watch, err)) != SL_OK)
             return rc;
-        if (pthread_create(&g->writer, NULL, writer_main, g) != 0)
-            return sl_err_set(err, SL_EINTERNAL, "could not start the upload's writer");
-        g->writer_started = 1;
+        for (i = 0; i < ST_WRITERS; i++) {
+            if (pthread_create(&g->writers[i].thread, NULL, writer_main, &g->writers[i]) != 0)
+                break;
+            g->writers_started++;
+        }
+        if (g->writers_started == 0)
+            return sl_err_set(err, SL_EINTERNAL, "could not start the upload's writers");
     }
-    if ((rc = writer_idle(g, err)) != SL_OK)
-        return rc;
     pthread_mutex_lock(&g->mu);
-    g->todo = g->fill;
+    g->fill->index = g->groups_given++;
+    g->fill->state = GROUP_QUEUED;
     pthread_cond_broadcast(&g->cv);
+    while (g->werr == SL_OK && next == NULL) {
+        for (i = 0; i < ST_WRITERS + 1 && next == NULL; i++)
+            if (g->bufs[i].state == GROUP_FREE)
+                next = &g->bufs[i];
+        if (next == NULL)
+            pthread_cond_wait(&g->cv, &g->mu);
+    }
+    rc = g->werr;
+    if (rc != SL_OK)
+        *err = g->werr_msg;
+    else
+        next->state = GROUP_FILLING;
     pthread_mutex_unlock(&g->mu);
-    g->fill = g->fill == &g->bufs[0] ? &g->bufs[1] : &g->bufs[0];
-    return SL_OK;
+    if (rc == SL_OK)
+        g->fill = next;
+    return rc;
 }
 
 static sl_code
@@ -394,8 +477,8 @@ st_ingest_feed(st_ingest *g, const char *data, size_t n, sl_err *err)
 
     if (g->csv == NULL)
         g->csv = st_csv_new(on_record, g);
-    /* a refusal by the writer since the last piece */
-    if (g->writer_started) {
+    /* a refusal by a writer since the last piece */
+    if (g->writers_started) {
         pthread_mutex_lock(&g->mu);
         rc = g->werr;
         if (rc != SL_OK)
@@ -431,10 +514,12 @@ st_ingest_finish(st_ingest *g, json_t **manifest, sl_err *err)
         if ((rc = hand_over(g, err)) != SL_OK)
             return rc;
     }
-    if (g->writer_started && (rc = writer_idle(g, err)) != SL_OK)
+    if (g->writers_started && (rc = writers_idle(g, err)) != SL_OK)
         return rc;
-    stop_writer(g);
-    if (g->group > 0 &&
+    stop_writers(g);
+    if (g->groups_written != g->groups_given)
+        return sl_err_set(err, SL_EINTERNAL, "a row group was not written");
+    if (g->groups_written > 0 &&
         (rc = st_storage_sync(g->s, g->dataset, g->version, g->watch, err)) != SL_OK)
         return rc;
     cry_sha256_final(g->sha, sha);
