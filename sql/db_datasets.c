@@ -30,6 +30,19 @@ i64_text(int64_t v, char out[24])
     snprintf(out, 24, "%lld", (long long)v);
 }
 
+/* A statement about one version: $1 the dataset, $2 the version. */
+static PGresult *
+version_query(PGconn *c, const char *sql, int64_t dataset_id, int version, ExecStatusType want,
+              sl_err *err)
+{
+    char ds[24], ver[16];
+    const char *params[2] = {ds, ver};
+
+    i64_text(dataset_id, ds);
+    snprintf(ver, sizeof ver, "%d", version);
+    return db_query(c, sql, 2, params, NULL, NULL, want, err);
+}
+
 void
 db_dataset_clear(db_dataset *d)
 {
@@ -300,17 +313,12 @@ db_version_publish(PGconn *c, int64_t dataset_id, int version, const json_t *man
 sl_code
 db_version_discard(PGconn *c, int64_t dataset_id, int version, int64_t *gone, sl_err *err)
 {
-    char ds[24], ver[16];
-    const char *params[2] = {ds, ver};
-    PGresult *r;
+    PGresult *r = version_query(c,
+                                "DELETE FROM dataset_versions WHERE dataset_id = $1 AND version = "
+                                "$2 AND state = 'uploading'",
+                                dataset_id, version, PGRES_COMMAND_OK, err);
 
     *gone = 0;
-    i64_text(dataset_id, ds);
-    snprintf(ver, sizeof ver, "%d", version);
-    r = db_query(c,
-                 "DELETE FROM dataset_versions WHERE dataset_id = $1 AND version = $2 AND "
-                 "state = 'uploading'",
-                 2, params, NULL, NULL, PGRES_COMMAND_OK, err);
     if (r == NULL)
         return err->code;
     *gone = strtoll(PQcmdTuples(r), NULL, 10);
@@ -321,17 +329,12 @@ db_version_discard(PGconn *c, int64_t dataset_id, int version, int64_t *gone, sl
 sl_code
 db_version_hold_upload(PGconn *c, int64_t dataset_id, int version, int *found, sl_err *err)
 {
-    char ds[24], ver[16];
-    const char *params[2] = {ds, ver};
-    PGresult *r;
+    PGresult *r = version_query(c,
+                                "SELECT 1 FROM dataset_versions WHERE dataset_id = $1 AND version "
+                                "= $2 AND state = 'uploading' FOR UPDATE",
+                                dataset_id, version, PGRES_TUPLES_OK, err);
 
     *found = 0;
-    i64_text(dataset_id, ds);
-    snprintf(ver, sizeof ver, "%d", version);
-    r = db_query(c,
-                 "SELECT 1 FROM dataset_versions WHERE dataset_id = $1 AND version = $2 AND "
-                 "state = 'uploading' FOR UPDATE",
-                 2, params, NULL, NULL, PGRES_TUPLES_OK, err);
     if (r == NULL)
         return err->code;
     *found = PQntuples(r) == 1;
@@ -363,17 +366,12 @@ sl_code
 db_version_get(PGconn *c, int64_t dataset_id, int version, int for_update, db_version *out,
                sl_err *err)
 {
-    char ds[24], ver[16];
-    const char *params[2] = {ds, ver};
     PGresult *r;
-    const char *sql;
 
     memset(out, 0, sizeof *out);
-    i64_text(dataset_id, ds);
-    snprintf(ver, sizeof ver, "%d", version);
     /* version 0: the latest live one */
-    sql = for_update ? VERSION_SQL " FOR UPDATE OF v" : VERSION_SQL;
-    r = db_query(c, sql, 2, params, NULL, NULL, PGRES_TUPLES_OK, err);
+    r = version_query(c, for_update ? VERSION_SQL " FOR UPDATE OF v" : VERSION_SQL, dataset_id,
+                      version, PGRES_TUPLES_OK, err);
     if (r == NULL)
         return err->code;
     if (PQntuples(r) != 1) {
@@ -404,17 +402,13 @@ db_version_get(PGconn *c, int64_t dataset_id, int version, int for_update, db_ve
 sl_code
 db_version_shred(PGconn *c, int64_t dataset_id, int version, sl_err *err)
 {
-    char ds[24], ver[16];
-    const char *params[2] = {ds, ver};
-    PGresult *r;
+    PGresult *r = version_query(c,
+                                "UPDATE dataset_versions SET state = 'shredded', wrapped_key = "
+                                "NULL, shredded_at = now() WHERE dataset_id = $1 AND version = $2 "
+                                "AND state = 'live'",
+                                dataset_id, version, PGRES_COMMAND_OK, err);
     int n;
 
-    i64_text(dataset_id, ds);
-    snprintf(ver, sizeof ver, "%d", version);
-    r = db_query(c,
-                 "UPDATE dataset_versions SET state = 'shredded', wrapped_key = NULL, "
-                 "shredded_at = now() WHERE dataset_id = $1 AND version = $2 AND state = 'live'",
-                 2, params, NULL, NULL, PGRES_COMMAND_OK, err);
     if (r == NULL)
         return err->code;
     n = atoi(PQcmdTuples(r));
