@@ -42,38 +42,20 @@ sluice_pid=""
 nginx_pid=""
 sampler_pid=""
 
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
-  local rc=$? i
+  local rc=$?
   trap - EXIT INT TERM
   if [ -n "$sampler_pid" ] && kill -0 "$sampler_pid" 2>/dev/null; then
     kill -TERM "$sampler_pid" 2>/dev/null || true
     wait "$sampler_pid" 2>/dev/null || true
   fi
-  if [ -n "$nginx_pid" ] && kill -0 "$nginx_pid" 2>/dev/null; then
-    kill -QUIT "$nginx_pid" 2>/dev/null || true
-    for i in $(seq 50); do kill -0 "$nginx_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$nginx_pid" 2>/dev/null || true
-    wait "$nginx_pid" 2>/dev/null || true
-  fi
-  if [ -n "$sluice_pid" ] && kill -0 "$sluice_pid" 2>/dev/null; then
-    kill -TERM "$sluice_pid" 2>/dev/null || true
-    for i in $(seq 400); do kill -0 "$sluice_pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$sluice_pid" 2>/dev/null; then
-      echo "bench_store: sluice did not stop on SIGTERM; killing it" >&2
-      kill -KILL "$sluice_pid" 2>/dev/null || true
-    fi
-    wait "$sluice_pid" 2>/dev/null || true
-  fi
-  # a cluster left behind (sluice killed, or init interrupted) is stopped here
-  if [ -f "$data/pg/data/postmaster.pid" ]; then
-    runuser -u sluice -- "$pg_bin/pg_ctl" -D "$data/pg/data" -m immediate -w stop \
-      >/dev/null 2>&1 || true
-  fi
-  if [ "$rc" -ne 0 ] && [ -f "$work/sluice.log" ]; then
-    echo "bench_store: last lines of the sluice log:" >&2
-    tail -n 20 "$work/sluice.log" >&2 || true
-  fi
+  bench_stop_nginx "$nginx_pid"
+  bench_stop_sluice bench_store "$sluice_pid" "$data"
+  bench_show_log bench_store "$rc" "$work/sluice.log"
   rm -rf "$data" "$work"
   exit "$rc"
 }
