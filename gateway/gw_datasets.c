@@ -220,16 +220,11 @@ void
 gw_h_dataset_show(gw_req *r)
 {
     db_dataset ds;
-    PGconn *c = NULL;
-    sl_err err;
-    sl_code rc;
+    PGconn *c;
 
-    sl_err_clear(&err);
     memset(&ds, 0, sizeof ds);
-    if ((rc = gw_db_get(r, &c, &err)) != SL_OK) {
-        gw_reply_err(r, &err);
+    if ((c = gw_db_or_reply(r)) == NULL)
         return;
-    }
     if (path_dataset(r, c, 0, &ds) && allowed(r, &ds, "dataset.describe"))
         gw_reply_json(r, 200, dataset_doc(&ds));
     gw_db_put(r, c, SL_OK);
@@ -554,10 +549,8 @@ gw_h_version_upload(gw_req *r)
 
     sl_err_clear(&err);
     memset(&ds, 0, sizeof ds);
-    if ((rc = gw_db_get(r, &c, &err)) != SL_OK) {
-        gw_reply_err(r, &err);
+    if ((c = gw_db_or_reply(r)) == NULL)
         return;
-    }
     if (!path_dataset(r, c, 0, &ds) || !allowed(r, &ds, "dataset.write")) {
         gw_db_put(r, c, SL_OK);
         db_dataset_clear(&ds);
@@ -653,17 +646,12 @@ gw_h_version_show(gw_req *r)
 {
     db_dataset ds;
     db_version v;
-    PGconn *c = NULL;
-    sl_err err;
-    sl_code rc;
+    PGconn *c;
 
-    sl_err_clear(&err);
     memset(&ds, 0, sizeof ds);
     memset(&v, 0, sizeof v);
-    if ((rc = gw_db_get(r, &c, &err)) != SL_OK) {
-        gw_reply_err(r, &err);
+    if ((c = gw_db_or_reply(r)) == NULL)
         return;
-    }
     if (path_ds_version(r, c, 0, "dataset.describe", &ds, &v)) {
         json_t *doc = json_deep_copy(v.doc);
         json_object_set_new(doc, "dataset", json_string(ds.name));
@@ -828,10 +816,8 @@ gw_h_version_rows(gw_req *r)
         gw_reply_error(r, SL_EINVALID, "limit and offset must be non-negative integers");
         return;
     }
-    if ((rc = gw_db_get(r, &c, &err)) != SL_OK) {
-        gw_reply_err(r, &err);
+    if ((c = gw_db_or_reply(r)) == NULL)
         return;
-    }
     if (!path_ds_version(r, c, 0, "dataset.read", &ds, &v)) {
         gw_db_put(r, c, SL_OK);
         goto out;

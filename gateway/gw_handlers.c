@@ -14,6 +14,20 @@ gw_db_get(gw_req *r, PGconn **c, sl_err *err)
     return db_acquire(r->srv->pool, SL_DB_ACQUIRE_MS, c, err);
 }
 
+PGconn *
+gw_db_or_reply(gw_req *r)
+{
+    PGconn *c = NULL;
+    sl_err err;
+
+    sl_err_clear(&err);
+    if (gw_db_get(r, &c, &err) != SL_OK) {
+        gw_reply_err(r, &err);
+        return NULL;
+    }
+    return c;
+}
+
 void
 gw_db_put(gw_req *r, PGconn *c, sl_code rc)
 {
@@ -222,10 +236,8 @@ gw_h_principal_show(gw_req *r)
 
     sl_err_clear(&err);
     memset(&p, 0, sizeof p);
-    if ((rc = gw_db_get(r, &c, &err)) != SL_OK) {
-        gw_reply_err(r, &err);
+    if ((c = gw_db_or_reply(r)) == NULL)
         return;
-    }
     if (path_principal(r, c, &p, &err)) {
         if ((rc = db_tokens_json(c, p.id, &tokens, &err)) != SL_OK) {
             gw_reply_err(r, &err);

@@ -174,6 +174,8 @@ sl_code gw_txn_begin(gw_req *r, PGconn **c, sl_err *err) SL_WUR;
 /* A pooled connection for reads; give it back with gw_db_put. */
 sl_code gw_db_get(gw_req *r, PGconn **c, sl_err *err) SL_WUR;
 void gw_db_put(gw_req *r, PGconn *c, sl_code rc);
+/* gw_db_get, or NULL with the 503 answer set. */
+PGconn *gw_db_or_reply(gw_req *r);
 
 /* Makes a new token for a principal; fills the JSON answer fields. */
 sl_code gw_token_issue(gw_req *r, PGconn *c, int64_t principal_id, int64_t ttl_s, json_t *answer,
