@@ -246,15 +246,41 @@ try_compress(st_ingest *g, size_t i, const st_column *c)
     return !no;
 }
 
-/* A writer: a group's text to typed columns (refusing what does not fit, with its line
- * and column), then each chunk written; the group's manifest entry in *entry. */
+/* Column i of a group's text into c, typed (refusing what does not fit, with its line and
+ * column). */
+static sl_code
+convert(const st_ingest *g, const text_group *t, size_t i, st_column *c, sl_err *err)
+{
+    const st_column *text = &t->cols[i];
+    uint32_t r;
+
+    st_column_reset(c);
+    c->text = 1; /* float64 text is kept when it is all canonical already */
+    for (r = 0; r < text->rows; r++) {
+        st_field f = {text->str != NULL ? text->str + text->off[r] : "",
+                      text->off[r + 1] - text->off[r], text->nulls[r]};
+        char why[sizeof err->msg];
+        if (st_column_add(c, &f, err) == SL_OK)
+            continue;
+        if (g->ndeclared > 0 && g->declared[i].has_type)
+            return sl_err_set(err, SL_EINVALID,
+                              "line %llu, column %zu: not a value of the column's type (%s)",
+                              (unsigned long long)t->lines[r], i + 1, st_type_name(g->types[i]));
+        snprintf(why, sizeof why, "%s", err->msg);
+        return sl_err_set(err, err->code, "line %llu, column %zu: %s",
+                          (unsigned long long)t->lines[r], i + 1, why);
+    }
+    return SL_OK;
+}
+
+/* A writer: a group's columns converted, then each chunk written; the group's manifest
+ * entry in *entry. */
 static sl_code
 write_group(st_ingest *g, writer *w, text_group *t, json_t **entry, uint64_t *stored, sl_err *err)
 {
     json_t *chunks = json_array();
     sl_code rc = SL_OK;
     size_t i;
-    uint32_t r;
 
     *entry = NULL;
     if (w->typed == NULL) {
@@ -265,42 +291,26 @@ write_group(st_ingest *g, writer *w, text_group *t, json_t **entry, uint64_t *st
     for (i = 0; i < g->ncols && rc == SL_OK; i++) {
         const st_column *text = &t->cols[i];
         st_column *c = &w->typed[i];
+        /* a string column's text is the column: nothing to convert */
+        const st_column *out = g->types[i] == ST_STRING ? text : c;
         st_place pl = {g->dataset, g->version, t->index, (uint32_t)i, g->key_version};
         st_chunk_info info;
-        st_column_reset(c);
-        c->text = 1; /* float64 text is kept when it is all canonical already */
-        for (r = 0; r < text->rows; r++) {
-            st_field f = {text->str != NULL ? text->str + text->off[r] : "",
-                          text->off[r + 1] - text->off[r], text->nulls[r]};
-            if (st_column_add(c, &f, err) != SL_OK) {
-                if (g->ndeclared > 0 && g->declared[i].has_type)
-                    rc = sl_err_set(err, SL_EINVALID,
-                                    "line %llu, column %zu: not a value of the column's type (%s)",
-                                    (unsigned long long)t->lines[r], i + 1,
-                                    st_type_name(g->types[i]));
-                else {
-                    char why[sizeof err->msg];
-                    snprintf(why, sizeof why, "%s", err->msg);
-                    rc = sl_err_set(err, err->code, "line %llu, column %zu: %s",
-                                    (unsigned long long)t->lines[r], i + 1, why);
-                }
-                break;
-            }
-        }
+        if (out == c)
+            rc = convert(g, t, i, c, err);
         if (rc != SL_OK)
             break;
         sl_buf_reset(&w->enc);
-        if ((rc = st_column_encode(c, &w->enc)) != SL_OK) {
+        if ((rc = st_column_encode(out, &w->enc)) != SL_OK) {
             sl_err_set(err, rc, "a column chunk is larger than the limit");
             break;
         }
         rc = st_chunk_put(g->s, &pl, g->key, (unsigned char *)w->enc.data, w->enc.len,
-                          try_compress(g, i, c), &info, err);
+                          try_compress(g, i, out), &info, err);
         sodium_memzero(w->enc.data, w->enc.len);
         if (rc != SL_OK)
             break;
         *stored += info.stored;
-        if (!info.compressed && c->type != ST_FLOAT64) {
+        if (!info.compressed && out->type != ST_FLOAT64) {
             pthread_mutex_lock(&g->mu);
             g->incompressible[i] = 1;
             pthread_mutex_unlock(&g->mu);
