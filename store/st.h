@@ -76,6 +76,9 @@ sl_code st_type_parse(const char *name, st_type *out) SL_WUR;
  */
 sl_code st_parse_int64(const char *p, size_t n, int64_t *out) SL_WUR;
 sl_code st_parse_float64(const char *p, size_t n, double *out) SL_WUR;
+/* The same, and *canonical (when not NULL) 1 when the text is exactly the one
+ * st_format_float64 writes for the value: one walk over the text for both. */
+sl_code st_parse_float64_text(const char *p, size_t n, double *out, int *canonical) SL_WUR;
 sl_code st_parse_bool(const char *p, size_t n, int *out) SL_WUR;
 
 /* The shortest digits that read back to the same double, written as Python's repr()
@@ -127,6 +130,12 @@ void st_column_init(st_column *c, st_type type);
 void st_column_clear(st_column *c); /* frees; the column can be reused after init */
 void st_column_wipe(st_column *c);  /* zeroes its values, then clears */
 void st_column_reset(st_column *c); /* keeps the memory, drops the rows */
+/* The float64 values of a string column's text into c, a float64 column (binary: c->text
+ * 0); *canonical 1 when every value's text is already canonical, so that the text
+ * column, typed float64 with text set, encodes the same values as their text. A value
+ * that is not a finite float64: SL_EINVALID with *bad its row. */
+sl_code st_column_parse_floats(st_column *c, const st_column *text, int *canonical,
+                               uint32_t *bad) SL_WUR;
 /*
  * Appends a field, parsed as the column's type. SL_EINVALID (message without the value)
  * when it does not fit; SL_ETOOLARGE past SL_ROWS_PER_GROUP rows or the byte limit.

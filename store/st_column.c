@@ -60,15 +60,17 @@ st_column_reset(st_column *c)
         c->off[0] = 0;
 }
 
-/* Room for one more row. */
+/* Room for `need` rows (at least; capacity doubles). */
 static void
-grow(st_column *c)
+reserve(st_column *c, size_t need)
 {
     size_t cap;
 
-    if (c->rows < c->cap)
+    if (need <= c->cap)
         return;
     cap = c->cap ? c->cap * 2 : 1024;
+    if (cap < need)
+        cap = need;
     if (cap > SL_ROWS_PER_GROUP)
         cap = SL_ROWS_PER_GROUP;
     c->nulls = sl_xreallocarray(c->nulls, cap, 1);
@@ -124,7 +126,7 @@ st_column_add(st_column *c, const st_field *f, sl_err *err)
 
     if (r >= SL_ROWS_PER_GROUP)
         return sl_err_set(err, SL_ETOOLARGE, "more rows in a row group than the limit");
-    grow(c);
+    reserve(c, (size_t)r + 1);
     c->nulls[r] = (uint8_t)(f->null != 0);
     switch (c->type) {
     case ST_INT64:
@@ -134,19 +136,18 @@ st_column_add(st_column *c, const st_field *f, sl_err *err)
         break;
     case ST_FLOAT64:
         c->f64[r] = 0;
-        if (!f->null && st_parse_float64(f->p, f->n, &c->f64[r]) != SL_OK) {
-            rc = sl_err_set(err, SL_EINVALID, "not a finite float64");
-            break;
-        }
-        /* the text kept while every value is already in its canonical form */
-        if (c->text) {
-            if (f->null)
-                rc = add_string(c, "", 0, err);
-            else if (st_float64_canonical(f->p, f->n, c->f64[r]))
-                rc = add_string(c, f->p, f->n, err);
-            else
+        if (!f->null) {
+            int canon;
+            if (st_parse_float64_text(f->p, f->n, &c->f64[r], c->text ? &canon : NULL) != SL_OK) {
+                rc = sl_err_set(err, SL_EINVALID, "not a finite float64");
+                break;
+            }
+            /* the text kept while every value is already in its canonical form */
+            if (c->text && !canon)
                 c->text = 0;
         }
+        if (c->text)
+            rc = add_string(c, f->null ? "" : f->p, f->null ? 0 : f->n, err);
         break;
     case ST_BOOL: {
         int v = 0;
@@ -162,6 +163,37 @@ st_column_add(st_column *c, const st_field *f, sl_err *err)
     if (rc == SL_OK)
         c->rows++;
     return rc;
+}
+
+sl_code
+st_column_parse_floats(st_column *c, const st_column *text, int *canonical, uint32_t *bad)
+{
+    uint32_t r, rows = text->rows;
+    int all = 1;
+
+    st_column_reset(c);
+    c->text = 0;
+    if (c->type != ST_FLOAT64 || text->type != ST_STRING || rows > SL_ROWS_PER_GROUP)
+        return SL_EINVALID;
+    reserve(c, rows);
+    for (r = 0; r < rows; r++) {
+        int canon;
+        c->nulls[r] = text->nulls[r];
+        c->f64[r] = 0;
+        if (text->nulls[r])
+            continue;
+        if (st_parse_float64_text(text->str != NULL ? text->str + text->off[r] : "",
+                                  text->off[r + 1] - text->off[r], &c->f64[r],
+                                  all ? &canon : NULL) != SL_OK) {
+            *bad = r;
+            return SL_EINVALID;
+        }
+        if (all)
+            all = canon;
+    }
+    c->rows = rows;
+    *canonical = all && rows > 0;
+    return SL_OK;
 }
 
 /* ---- encoding ---- */

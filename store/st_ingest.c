@@ -247,15 +247,27 @@ try_compress(st_ingest *g, size_t i, const st_column *c)
 }
 
 /* Column i of a group's text into c, typed (refusing what does not fit, with its line and
- * column). */
+ * column); *canonical 1 for a float64 column whose text is all canonical already (the
+ * text is then what is stored). */
 static sl_code
-convert(const st_ingest *g, const text_group *t, size_t i, st_column *c, sl_err *err)
+convert(const st_ingest *g, const text_group *t, size_t i, st_column *c, int *canonical,
+        sl_err *err)
 {
     const st_column *text = &t->cols[i];
     uint32_t r;
 
+    if (c->type == ST_FLOAT64) {
+        if (st_column_parse_floats(c, text, canonical, &r) == SL_OK)
+            return SL_OK;
+        if (g->ndeclared > 0 && g->declared[i].has_type)
+            return sl_err_set(err, SL_EINVALID,
+                              "line %llu, column %zu: not a value of the column's type (%s)",
+                              (unsigned long long)t->lines[r], i + 1, st_type_name(g->types[i]));
+        return sl_err_set(err, SL_EINVALID, "line %llu, column %zu: not a finite float64",
+                          (unsigned long long)t->lines[r], i + 1);
+    }
+    *canonical = 0;
     st_column_reset(c);
-    c->text = 1; /* float64 text is kept when it is all canonical already */
     for (r = 0; r < text->rows; r++) {
         st_field f = {text->str != NULL ? text->str + text->off[r] : "",
                       text->off[r + 1] - text->off[r], text->nulls[r]};
@@ -291,14 +303,23 @@ write_group(st_ingest *g, writer *w, text_group *t, json_t **entry, uint64_t *st
     for (i = 0; i < g->ncols && rc == SL_OK; i++) {
         const st_column *text = &t->cols[i];
         st_column *c = &w->typed[i];
-        /* a string column's text is the column: nothing to convert */
+        /* a string column's text is the column: nothing to convert; nor is a float64
+         * column's text when every value is written canonically (kept as text) */
         const st_column *out = g->types[i] == ST_STRING ? text : c;
+        st_column as_text;
         st_place pl = {g->dataset, g->version, t->index, (uint32_t)i, g->key_version};
         st_chunk_info info;
+        int canonical = 0;
         if (out == c)
-            rc = convert(g, t, i, c, err);
+            rc = convert(g, t, i, c, &canonical, err);
         if (rc != SL_OK)
             break;
+        if (canonical) {
+            as_text = *text;
+            as_text.type = ST_FLOAT64;
+            as_text.text = 1;
+            out = &as_text;
+        }
         sl_buf_reset(&w->enc);
         if ((rc = st_column_encode(out, &w->enc)) != SL_OK) {
             sl_err_set(err, rc, "a column chunk is larger than the limit");

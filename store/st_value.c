@@ -137,88 +137,232 @@ eisel_lemire(uint64_t w, int64_t q, int *ok)
     return ((uint64_t)power2 << 52) | mantissa;
 }
 
+/* The parts of a number's text (the grammar of st_parse_float64). */
+typedef struct {
+    uint64_t w;       /* the significant digits' value (wraps past 19 of them) */
+    int64_t e;        /* the value is w * 10^e */
+    size_t ilen;      /* digits before the point */
+    size_t flen;      /* digits after it */
+    size_t elen;      /* digits of the exponent */
+    int64_t ex;       /* the exponent's magnitude (stops growing at 100000) */
+    const char *dig;  /* the first digit (or the point) */
+    char sign, esign; /* '+', '-' or 0 */
+    char first;       /* the first character of the significand */
+    int point, expo;  /* a point; an exponent, and its letter was 'E' */
+    int upper;
+} num_text;
+
+/* 1 when p[0..8) are eight ASCII digits (Lemire's test, a word at a time). */
+static int
+eight_digits(const char *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, 8);
+    return ((v & 0xf0f0f0f0f0f0f0f0ULL) |
+            (((v + 0x0606060606060606ULL) & 0xf0f0f0f0f0f0f0f0ULL) >> 4)) == 0x3333333333333333ULL;
+}
+
+/* The value of eight ASCII digits, in three multiplications (the bytes in memory
+ * order, read little-endian). */
+static uint64_t
+eight_value(const char *p)
+{
+    uint64_t v = (uint64_t)(unsigned char)p[0] | (uint64_t)(unsigned char)p[1] << 8 |
+                 (uint64_t)(unsigned char)p[2] << 16 | (uint64_t)(unsigned char)p[3] << 24 |
+                 (uint64_t)(unsigned char)p[4] << 32 | (uint64_t)(unsigned char)p[5] << 40 |
+                 (uint64_t)(unsigned char)p[6] << 48 | (uint64_t)(unsigned char)p[7] << 56;
+
+    v -= 0x3030303030303030ULL;
+    v = v * 10 + (v >> 8);
+    return (((v & 0x000000ff000000ffULL) * 0x000f424000000064ULL) +
+            (((v >> 16) & 0x000000ff000000ffULL) * 0x0000271000000001ULL)) >>
+           32;
+}
+
+/* A run of digits from p[i]: accumulated into *w; the index after it. */
+static size_t
+digit_run(const char *p, size_t i, size_t n, uint64_t *w)
+{
+    while (n - i >= 8 && eight_digits(p + i)) {
+        *w = *w * 100000000 + eight_value(p + i);
+        i += 8;
+    }
+    for (; i < n && digit(p[i]); i++)
+        *w = *w * 10 + (uint64_t)(p[i] - '0');
+    return i;
+}
+
 /*
  * One pass over the text: the grammar ([+-]digits[.digits][(e|E)[+-]digits], or
- * [+-].digits[...]; decimal only, nothing around it) and, for a significand of at most
- * 19 digits, the value: Clinger's fast path when it is at most 2^53 and the power of ten
- * within 22 (w and 10^|e| are both exact doubles, and one IEEE multiplication or
- * division rounds correctly), Eisel-Lemire otherwise. 1 with *out set; 0 when the text
- * is well-formed but needs strtod (more digits, a huge exponent, out of range); -1 when
- * it is not a number of the grammar.
+ * [+-].digits[...]; decimal only, nothing around it), eight digits at a time where it
+ * can. 0 with *t set, -1 when it is not a number of the grammar.
  */
 static int
-parse_fast(const char *p, size_t n, double *out)
+scan_number(const char *p, size_t n, num_text *t)
 {
-    uint64_t w = 0;
-    int64_t e = 0, ex = 0;
-    size_t i = 0, nd = 0, digits = 0, ed = 0;
-    int neg = 0, eneg = 0, many = 0;
+    size_t i = 0, j;
 
+    memset(t, 0, sizeof *t);
     if (i < n && (p[i] == '+' || p[i] == '-'))
-        neg = p[i++] == '-';
-    for (; i < n && digit(p[i]); i++) {
-        nd++;
-        if (digits > 0 || p[i] != '0') {
-            if (++digits > 19)
-                many = 1;
-            else
-                w = w * 10 + (uint64_t)(p[i] - '0');
-        }
+        t->sign = p[i++];
+    t->dig = p + i;
+    t->first = i < n ? p[i] : 0;
+    j = digit_run(p, i, n, &t->w);
+    t->ilen = j - i;
+    i = j;
+    if (i < n && p[i] == '.') {
+        t->point = 1;
+        j = digit_run(p, ++i, n, &t->w);
+        t->flen = j - i;
+        i = j;
     }
-    if (i < n && p[i] == '.')
-        for (i++; i < n && digit(p[i]); i++) {
-            nd++;
-            if (digits > 0 || p[i] != '0') {
-                if (++digits > 19)
-                    many = 1;
-                else
-                    w = w * 10 + (uint64_t)(p[i] - '0');
-            }
-            e--;
-        }
-    if (nd == 0)
+    if (t->ilen + t->flen == 0)
         return -1;
     if (i < n && (p[i] == 'e' || p[i] == 'E')) {
-        i++;
+        t->expo = 1;
+        t->upper = p[i++] == 'E';
         if (i < n && (p[i] == '+' || p[i] == '-'))
-            eneg = p[i++] == '-';
-        for (; i < n && digit(p[i]); i++, ed++)
-            if (ex < 100000)
-                ex = ex * 10 + (p[i] - '0');
-        if (ed == 0)
+            t->esign = p[i++];
+        for (j = i; i < n && digit(p[i]); i++)
+            if (t->ex < 100000)
+                t->ex = t->ex * 10 + (p[i] - '0');
+        t->elen = i - j;
+        if (t->elen == 0)
             return -1;
-        e += eneg ? -ex : ex;
     }
     if (i != n)
         return -1;
-    if (many || ex >= 100000)
+    t->e = (t->esign == '-' ? -t->ex : t->ex) - (int64_t)t->flen;
+    return 0;
+}
+
+/* Significant digits of the text (leading zeros not counted). */
+static size_t
+significant(const num_text *t)
+{
+    size_t nd = t->ilen + t->flen, i, z = 0;
+
+    for (i = 0; z < nd && (t->dig[i] == '0' || t->dig[i] == '.'); i++)
+        z += t->dig[i] == '0';
+    return nd - z;
+}
+
+/*
+ * The value of a scanned text when it has at most 19 significant digits and a sane
+ * exponent: Clinger's fast path when w is at most 2^53 and the power of ten within 22
+ * (w and 10^|e| are both exact doubles, and one IEEE multiplication or division rounds
+ * correctly), Eisel-Lemire otherwise. 1 with *out set; 0 when strtod must decide (more
+ * digits, a huge exponent, out of range).
+ */
+static int
+value_fast(const num_text *t, double *out)
+{
+    if (t->ex >= 100000 || (t->ilen + t->flen > 19 && significant(t) > 19))
         return 0;
-    if (w <= (1ULL << 53) && e >= -22 && e <= 22) {
-        *out = e < 0 ? (double)w / exact_pow10[-e] : (double)w * exact_pow10[e];
+    if (t->w <= (1ULL << 53) && t->e >= -22 && t->e <= 22) {
+        *out = t->e < 0 ? (double)t->w / exact_pow10[-t->e] : (double)t->w * exact_pow10[t->e];
     } else {
         int ok;
-        uint64_t bits = eisel_lemire(w, e, &ok);
+        uint64_t bits = eisel_lemire(t->w, t->e, &ok);
         if (!ok || (bits >> 52) == 0x7ff)
             return 0; /* out of range: strtod decides (and the caller refuses inf) */
         memcpy(out, &bits, sizeof bits);
     }
-    if (neg)
+    if (t->sign == '-')
         *out = -*out;
     return 1;
 }
 
-sl_code
-st_parse_float64(const char *p, size_t n, double *out)
+static void shortest(uint64_t bits, uint64_t *digits, int *exp10);
+
+/* The number of decimal digits of d > 0, from its bit length (floor(log10(2)) * 4096 is
+ * 1233) and one comparison. */
+static int
+decimal_digits(uint64_t d)
+{
+    static const uint64_t pow10[20] = {1ULL,
+                                       10ULL,
+                                       100ULL,
+                                       1000ULL,
+                                       10000ULL,
+                                       100000ULL,
+                                       1000000ULL,
+                                       10000000ULL,
+                                       100000000ULL,
+                                       1000000000ULL,
+                                       10000000000ULL,
+                                       100000000000ULL,
+                                       1000000000000ULL,
+                                       10000000000000ULL,
+                                       100000000000000ULL,
+                                       1000000000000000ULL,
+                                       10000000000000000ULL,
+                                       100000000000000000ULL,
+                                       1000000000000000000ULL,
+                                       10000000000000000000ULL};
+    int t = ((64 - __builtin_clzll(d)) * 1233) >> 12;
+
+    return t - (d < pow10[t]) + 1;
+}
+
+/*
+ * Whether the scanned text p[0..n) of v is the one st_format_float64 writes, without a
+ * second walk over it: its digits (trailing zeros dropped) must be v's shortest digits,
+ * and its layout the one those digits get. Given the digits' value and the number of
+ * digits before and after the point, the text's digits are fixed, so lengths suffice.
+ */
+static int
+canonical(const num_text *t, const char *p, size_t n, double v)
+{
+    uint64_t bits, d, tw = t->w;
+    int64_t te = t->e;
+    int exp10, nd, x;
+
+    if (v == 0)
+        return signbit(v) ? n == 4 && memcmp(p, "-0.0", 4) == 0
+                          : n == 3 && memcmp(p, "0.0", 3) == 0;
+    /* at most 17 digits, no '+', no 'E', a digit first */
+    if (t->sign == '+' || t->upper || t->ilen == 0 || t->ex >= 100000 || tw == 0 ||
+        (t->ilen + t->flen > 17 && significant(t) > 17))
+        return 0;
+    while (tw % 10 == 0) {
+        tw /= 10;
+        te++;
+    }
+    memcpy(&bits, &v, sizeof bits);
+    shortest(bits & ~(1ULL << 63), &d, &exp10);
+    while (d % 10 == 0) {
+        d /= 10;
+        exp10++;
+    }
+    if (d != tw || exp10 != te)
+        return 0;
+    nd = decimal_digits(d);
+    x = exp10 + nd - 1;      /* the power of ten of the first digit */
+    if (x < -4 || x >= 16) { /* d.ddde+XX */
+        int ax = x < 0 ? -x : x;
+        return t->expo && t->esign == (x < 0 ? '-' : '+') && t->elen == (ax >= 100 ? 3u : 2u) &&
+               t->ilen == 1 && t->first != '0' &&
+               (nd > 1 ? t->point && t->flen == (size_t)nd - 1 : !t->point);
+    }
+    if (t->expo || !t->point)
+        return 0;
+    if (x >= 0) /* x + 1 digits, the point, the rest or one zero */
+        return t->ilen == (size_t)x + 1 && t->first != '0' &&
+               t->flen == (size_t)(nd > x + 1 ? nd - x - 1 : 1);
+    /* 0.000ddd */
+    return t->ilen == 1 && t->first == '0' && t->flen == (size_t)(nd - x - 1);
+}
+
+/* The rare text value_fast leaves to glibc's correctly rounded strtod (kept out of the
+ * fast path's frame). */
+static __attribute__((noinline)) sl_code
+value_strtod(const char *p, size_t n, double *out)
 {
     char buf[SL_MAX_NUMBER_TEXT + 1], *end;
     double v;
 
-    int fast;
-
-    if (n == 0 || n > SL_MAX_NUMBER_TEXT)
-        return SL_EINVALID;
-    if ((fast = parse_fast(p, n, out)) != 0)
-        return fast > 0 ? SL_OK : SL_EINVALID;
     memcpy(buf, p, n);
     buf[n] = '\0';
     errno = 0;
@@ -229,6 +373,29 @@ st_parse_float64(const char *p, size_t n, double *out)
     return SL_OK;
 }
 
+sl_code
+st_parse_float64_text(const char *p, size_t n, double *out, int *canon)
+{
+    num_text t;
+    double v;
+
+    if (canon != NULL)
+        *canon = 0;
+    if (n == 0 || n > SL_MAX_NUMBER_TEXT || scan_number(p, n, &t) != 0)
+        return SL_EINVALID;
+    if (!value_fast(&t, &v) && value_strtod(p, n, &v) != SL_OK)
+        return SL_EINVALID;
+    *out = v;
+    if (canon != NULL)
+        *canon = canonical(&t, p, n, v);
+    return SL_OK;
+}
+
+sl_code
+st_parse_float64(const char *p, size_t n, double *out)
+{
+    return st_parse_float64_text(p, n, out, NULL);
+}
 sl_code
 st_parse_bool(const char *p, size_t n, int *out)
 {
@@ -421,86 +588,11 @@ st_format_float64(double v, char out[ST_FLOAT_TEXT])
 int
 st_float64_canonical(const char *p, size_t n, double v)
 {
-    uint64_t bits, d, w = 0, pow = 1;
-    int exp10, nd = 1, x, k, i, j;
-    size_t o = 0;
+    double got;
+    int canon;
 
-    /* Without writing the text out: the shortest digits d and the power x of the first
-     * one, then the text is walked once against the one layout st_format_float64 gives
-     * them, its digits gathered into w. */
-    if (v == 0)
-        return signbit(v) ? n == 4 && memcmp(p, "-0.0", 4) == 0
-                          : n == 3 && memcmp(p, "0.0", 3) == 0;
-    memcpy(&bits, &v, sizeof bits);
-    if (bits >> 63) {
-        if (n == 0 || p[o++] != '-')
-            return 0;
-    }
-    shortest(bits & ~(1ULL << 63), &d, &exp10);
-    while (d % 10 == 0) {
-        d /= 10;
-        exp10++;
-    }
-    for (pow = 10; nd < 20 && d >= pow; nd++)
-        pow = nd < 19 ? pow * 10 : pow;
-    x = exp10 + nd - 1;
-#define DIGIT(c) ((c) >= '0' && (c) <= '9')
-    if (x < -4 || x >= 16) {
-        /* d.ddde+XX */
-        int ax = x < 0 ? -x : x, ed = ax >= 100 ? 3 : 2, e = 0;
-        if (n != o + (size_t)nd + (nd > 1) + 2 + (size_t)ed)
-            return 0;
-        for (i = 0; i < nd; i++) {
-            if (i == 1 && p[o++] != '.')
-                return 0;
-            if (!DIGIT(p[o]))
-                return 0;
-            w = w * 10 + (uint64_t)(p[o++] - '0');
-        }
-        if (p[o++] != 'e' || p[o++] != (x < 0 ? '-' : '+'))
-            return 0;
-        for (i = 0; i < ed; i++) {
-            if (!DIGIT(p[o]))
-                return 0;
-            e = e * 10 + (p[o++] - '0');
-        }
-        return w == d && e == ax && p[o - (size_t)nd - (nd > 1) - 2 - (size_t)ed] != '0';
-    }
-    if (x >= 0) {
-        /* x + 1 digits, the point, at least one more: d, then zeros to fill */
-        int frac = nd > x + 1 ? nd - x - 1 : 1;
-        if (n != o + (size_t)(x + 1) + 1 + (size_t)frac || p[o] == '0')
-            return 0;
-        for (i = 0; i < x + 1 + frac; i++) {
-            if (i == x + 1 && p[o++] != '.')
-                return 0;
-            if (!DIGIT(p[o]))
-                return 0;
-            w = w * 10 + (uint64_t)(p[o++] - '0');
-        }
-        /* the digits written are d followed by k zeros */
-        k = x + 1 + frac - nd;
-        for (j = 0; j < k; j++) {
-            if (w % 10 != 0)
-                return 0;
-            w /= 10;
-        }
-        return w == d;
-    }
-    /* 0.000ddd */
-    if (n != o + 2 + (size_t)(-x - 1) + (size_t)nd || p[o] != '0' || p[o + 1] != '.')
-        return 0;
-    o += 2;
-    for (i = 0; i < -x - 1; i++)
-        if (p[o++] != '0')
-            return 0;
-    for (i = 0; i < nd; i++) {
-        if (!DIGIT(p[o]))
-            return 0;
-        w = w * 10 + (uint64_t)(p[o++] - '0');
-    }
-    return w == d;
-#undef DIGIT
+    return st_parse_float64_text(p, n, &got, &canon) == SL_OK && canon &&
+           memcmp(&got, &v, sizeof v) == 0;
 }
 
 void

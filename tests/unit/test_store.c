@@ -435,6 +435,16 @@ check_canonical_spellings(double v)
             fail_msg("%a: \"%s\" canonical? %d (the canonical text is \"%s\")", v, forms[i],
                      st_float64_canonical(forms[i], n, v), canon);
     }
+    /* the parser's own verdict, for texts of any value */
+    for (i = 0; i < nf; i++) {
+        char again[ST_FLOAT_TEXT];
+        int c;
+        if (st_parse_float64_text(forms[i], strlen(forms[i]), &back, &c) != SL_OK)
+            continue;
+        st_format_float64(back, again);
+        if (c != (strcmp(forms[i], again) == 0))
+            fail_msg("\"%s\": canonical %d, but it prints as \"%s\"", forms[i], c, again);
+    }
 }
 
 static void
@@ -528,6 +538,9 @@ float64_formatting_matches_reference(void **state)
                  st_float64_canonical("100.00", 6, 100.0));
     assert_true(st_float64_canonical("1e-05", 5, 1e-5) && st_float64_canonical("0.0001", 6, 1e-4));
     assert_true(st_float64_canonical("-1.5e-320", 9, -1.5e-320));
+    /* 20 digits written, 17 of them significant */
+    assert_true(st_float64_canonical("0.0018011237721156093", 21, 0.0018011237721156093));
+    assert_false(st_float64_canonical("0.00180112377211560930", 22, 0.0018011237721156093));
     check_against_reference(DBL_MAX);
     check_against_reference(DBL_MIN);
     check_against_reference(DBL_TRUE_MIN);
