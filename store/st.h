@@ -58,6 +58,11 @@ sl_code st_csv_feed(st_csv *p, const char *data, size_t n, sl_err *err) SL_WUR;
 sl_code st_csv_finish(st_csv *p, sl_err *err) SL_WUR;
 /* Data records parsed so far (the header not counted). */
 uint64_t st_csv_records(const st_csv *p);
+/* A fresh parser continues a CSV whose header (ncols columns) was read by another, at a
+ * record that begins on line `line`: no BOM, no header expected. */
+void st_csv_resume(st_csv *p, size_t ncols, uint64_t line);
+/* 1 when the parser stands between two records (nothing of one read yet, no error). */
+int st_csv_between(const st_csv *p);
 
 /* ---- typed values (st_value.c) ---- */
 
@@ -189,8 +194,13 @@ sl_code st_unpack(const unsigned char *p, size_t n, size_t max, sl_buf *out) SL_
  */
 #define ST_MAX_FRAGMENTS 32
 #define ST_FRAG_HEAD     24
+/* A buffer for file I/O (st_io_alloc): aligned for direct I/O, its size rounded up to a
+ * multiple of the alignment so that whole blocks can be read into it. Freed by free(). */
+#define ST_IO_ALIGN 4096
+void *st_io_alloc(size_t n);
+
 typedef struct {
-    unsigned char *p; /* malloc'd; NULL when absent */
+    unsigned char *p; /* st_io_alloc'd; NULL when absent */
     size_t n;
 } st_frag;
 

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "st.h"
 
@@ -62,6 +65,21 @@ st_csv_free(st_csv *p)
     free(p->fields);
     free(p->view);
     free(p);
+}
+
+void
+st_csv_resume(st_csv *p, size_t ncols, uint64_t line)
+{
+    p->bom_checked = 1;
+    p->nrec = 1;
+    p->ncols = ncols;
+    p->line = p->rec_line = line;
+}
+
+int
+st_csv_between(const st_csv *p)
+{
+    return p->failed == SL_OK && p->state == FIELD_START && p->nfields == 0 && p->rec.len == 0;
 }
 
 uint64_t
@@ -159,16 +177,14 @@ check_header(st_csv *p, sl_err *err)
     return SL_OK;
 }
 
-/* Ends the record (at a line break when newline): hands it over and starts the next. */
+/* A complete record of p->nfields fields in p->view (at a line break when newline):
+ * checked against the header, handed over, and the next one started. */
 static sl_code
-end_record(st_csv *p, int newline, sl_err *err)
+deliver(st_csv *p, int newline, sl_err *err)
 {
     sl_code rc;
-    size_t i;
 
-    if ((rc = end_field(p, err)) != SL_OK)
-        return rc;
-    if (p->nfields == 1 && p->fields[0].null && (p->nrec == 0 || p->ncols > 1))
+    if (p->nfields == 1 && p->view[0].null && (p->nrec == 0 || p->ncols > 1))
         return fail_at(p, err, SL_EINVALID, p->rec_line, 1, "empty line");
     if (p->nrec > 0 && p->nfields != p->ncols) {
         char what[96];
@@ -176,11 +192,6 @@ end_record(st_csv *p, int newline, sl_err *err)
         /* the first column missing, or the first one too many */
         return fail_at(p, err, SL_EINVALID, p->rec_line,
                        p->nfields < p->ncols ? p->nfields + 1 : p->ncols + 1, what);
-    }
-    for (i = 0; i < p->nfields; i++) {
-        p->view[i].p = p->fields[i].len > 0 ? p->rec.data + p->fields[i].off : "";
-        p->view[i].n = p->fields[i].len;
-        p->view[i].null = p->fields[i].null;
     }
     if (p->nrec == 0) {
         if ((rc = check_header(p, err)) != SL_OK)
@@ -203,6 +214,88 @@ end_record(st_csv *p, int newline, sl_err *err)
         p->line++;
     p->rec_line = p->line;
     return SL_OK;
+}
+
+/* Ends the record the state machine built (at a line break when newline). */
+static sl_code
+end_record(st_csv *p, int newline, sl_err *err)
+{
+    sl_code rc;
+    size_t i;
+
+    if ((rc = end_field(p, err)) != SL_OK)
+        return rc;
+    for (i = 0; i < p->nfields; i++) {
+        p->view[i].p = p->fields[i].len > 0 ? p->rec.data + p->fields[i].off : "";
+        p->view[i].n = p->fields[i].len;
+        p->view[i].null = p->fields[i].null;
+    }
+    return deliver(p, newline, err);
+}
+
+/*
+ * The common record, a line of plain fields: no quote, no CR but a last one before the
+ * LF, every field within the limits, valid UTF-8 without NUL. Its fields are handed over
+ * where they lie in the input, without the state machine or a copy. 1 when s[0..len)
+ * (the line without its LF) was such a record and went through deliver (*rc its
+ * result), 0 when the state machine must read it (it then finds what is wrong with it,
+ * or reads it the same way).
+ */
+static int
+plain_line(st_csv *p, const char *s, size_t len, sl_code *rc, sl_err *err)
+{
+    size_t end = len > 0 && s[len - 1] == '\r' ? len - 1 : len, i = 0, start = 0, nf = 0;
+    int high = 0;
+
+#define FIELD_AT(k)                                             \
+    do {                                                        \
+        size_t fl_ = (k)-start;                                 \
+        if (nf >= SL_MAX_CSV_COLUMNS || fl_ > SL_MAX_CSV_FIELD) \
+            return 0;                                           \
+        p->view[nf].p = fl_ > 0 ? s + start : "";               \
+        p->view[nf].n = fl_;                                    \
+        p->view[nf].null = fl_ == 0;                            \
+        nf++;                                                   \
+        start = (k) + 1;                                        \
+    } while (0)
+
+    if (len + 1 >= SL_MAX_CSV_RECORD) /* the state machine's limit, its NUL counted */
+        return 0;
+#ifdef __SSE2__
+    {
+        const __m128i comma = _mm_set1_epi8(','), quote = _mm_set1_epi8('"'),
+                      cr = _mm_set1_epi8('\r'), nul = _mm_setzero_si128();
+        for (; i + 16 <= end; i += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+            unsigned bad = (unsigned)_mm_movemask_epi8(
+                _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, cr)),
+                             _mm_cmpeq_epi8(v, nul)));
+            unsigned commas = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, comma));
+            if (bad != 0)
+                return 0;
+            high |= _mm_movemask_epi8(v);
+            while (commas != 0) {
+                FIELD_AT(i + (size_t)__builtin_ctz(commas));
+                commas &= commas - 1;
+            }
+        }
+    }
+#endif
+    for (; i < end; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\r' || c == '\0')
+            return 0;
+        high |= c >= 0x80;
+        if (c == ',')
+            FIELD_AT(i);
+    }
+    FIELD_AT(end);
+#undef FIELD_AT
+    if (high && !sl_utf8_valid(s, end))
+        return 0;
+    p->nfields = nf;
+    *rc = deliver(p, 1, err);
+    return 1;
 }
 
 /* A byte that is not , " CR or LF: the run of such bytes can be copied at once. */
@@ -241,6 +334,15 @@ st_csv_feed(st_csv *p, const char *data, size_t n, sl_err *err)
         unsigned char c = (unsigned char)data[i];
         switch (p->state) {
         case FIELD_START:
+            if (p->nfields == 0 && p->rec.len == 0) {
+                const char *nl = memchr(data + i, '\n', n - i);
+                if (nl != NULL && plain_line(p, data + i, (size_t)(nl - (data + i)), &rc, err)) {
+                    if (rc != SL_OK)
+                        return rc;
+                    i = (size_t)(nl - data) + 1;
+                    continue;
+                }
+            }
             if (c == '"') {
                 p->state = QUOTED;
                 p->field_quoted = 1;

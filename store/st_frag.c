@@ -58,7 +58,8 @@ st_frag_split(const unsigned char *chunk, size_t n, int k, int m, st_frag *out)
     if (len > (size_t)INT_MAX)
         return SL_ETOOLARGE;
     for (i = 0; i < k + m; i++) {
-        unsigned char *f = sl_xcalloc(ST_FRAG_HEAD + (len ? len : 1), 1);
+        unsigned char *f = st_io_alloc(ST_FRAG_HEAD + (len ? len : 1));
+        memset(f, 0, ST_FRAG_HEAD);
         memcpy(f, FRAG_MAGIC, 4);
         f[4] = (unsigned char)k;
         f[5] = (unsigned char)m;
@@ -68,7 +69,8 @@ st_frag_split(const unsigned char *chunk, size_t n, int k, int m, st_frag *out)
         if (i < k) {
             size_t at = (size_t)i * len, take = at < n ? (n - at < len ? n - at : len) : 0;
             if (take > 0)
-                memcpy(f + ST_FRAG_HEAD, chunk + at, take); /* the rest stays zero */
+                memcpy(f + ST_FRAG_HEAD, chunk + at, take);
+            memset(f + ST_FRAG_HEAD + take, 0, len - take); /* the last one's padding */
             data[i] = f + ST_FRAG_HEAD;
         } else {
             coding[i - k] = f + ST_FRAG_HEAD;

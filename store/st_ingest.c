@@ -1,13 +1,20 @@
 /*
  * store/st_ingest.c: an upload, from CSV bytes to stored row groups, on several threads.
- * The caller's thread parses the CSV and keeps each row group's fields as text (with the
- * line each row began on); when a group is full it hands it to the writer threads and
- * fills a free one meanwhile. A writer converts a group's text to the columns' types,
- * encodes, packs, seals, splits and writes each chunk; groups are written in any order
- * and recorded in theirs. Types not declared are inferred from the first group; later
- * rows must fit, and a value that does not is refused with its line and column (by a
- * writer: the refusal reaches the caller at its next call). Memory: ST_WRITERS + 1
- * groups of text and ST_WRITERS of typed columns.
+ * The caller's thread only hashes the body and cuts it into row groups of whole records:
+ * at a line feed outside quotes (an even number of quotes before it: a quote inside an
+ * unquoted field is refused by the parser, so quotes pair up in any CSV it accepts),
+ * after SL_ROWS_PER_GROUP records or once ST_GROUP_BYTES are passed. A writer thread
+ * parses a group's CSV from the line it begins on, converts its text to the columns'
+ * types, encodes, packs, seals, splits and writes each chunk; groups are parsed and
+ * written in any order and recorded in theirs.
+ *
+ * The first group holds the header: the others wait for it before they parse, and for
+ * the types (declared, or inferred from the first group) before they convert. A refusal
+ * names line and column; when several groups are refused, the earliest one's reason is
+ * given, so the answer is the one a parser reading the body from its start would give:
+ * every cut before the first thing wrong is a true record boundary, and the group that
+ * holds it is parsed from one. Memory: ST_WRITERS + 1 groups of body bytes, and per
+ * writer one group of text and one of typed columns.
  */
 #include "st.h"
 
@@ -17,40 +24,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Writer threads per upload: converting text to typed values is most of an upload's
- * work, more than parsing the CSV, so two keep the parser busy on two cores. */
+/* Writer threads per upload: parsing and converting text to typed values is most of an
+ * upload's work, so two keep both cores busy. */
 #define ST_WRITERS 2
 
-/* A row group as text: one string column per CSV column, and each row's line. */
-typedef enum { GROUP_FREE, GROUP_FILLING, GROUP_QUEUED, GROUP_WRITING } group_state;
+/* The most body bytes a record can take: a field at most doubles with its quotes, plus
+ * two quotes and a comma per field and a CRLF. A group's bytes past ST_GROUP_BYTES
+ * without the end of a record mean a record a parser refuses within them. */
+#define RAW_SLACK (2 * (size_t)SL_MAX_CSV_RECORD + 3 * (size_t)SL_MAX_CSV_COLUMNS + 2)
+
+/* A row group as body bytes: whole records, the first one beginning on `line`. */
+typedef enum { RAW_FREE, RAW_FILLING, RAW_QUEUED, RAW_WORKING } raw_state;
 typedef struct {
-    st_column *cols;
-    uint64_t *lines;
-    uint32_t rows;
-    size_t bytes;   /* of field text */
+    sl_buf bytes;
+    uint64_t line;
     uint32_t index; /* its place in the version, given when handed over */
-    group_state state;
-} text_group;
+    int last;       /* the body ends with it: its parser finishes */
+    raw_state state;
+} raw_group;
 
 struct st_ingest;
-/* A writer thread and what only it touches. */
+/* A writer thread and what only it touches: the group's fields as text (one string
+ * column per CSV column, each row's line), its typed columns, the encoding buffer. */
 typedef struct {
     struct st_ingest *g;
     pthread_t thread;
+    const raw_group *raw; /* the group being parsed */
+    st_column *text;
+    uint64_t *lines;
+    uint32_t rows;
     st_column *typed;
     sl_buf enc;
 } writer;
-
-/* A record's field bytes. */
-static size_t
-rec_bytes(const st_field *f, size_t n)
-{
-    size_t i, b = 0;
-
-    for (i = 0; i < n; i++)
-        b += f[i].n;
-    return b;
-}
 
 struct st_ingest {
     const st_storage *s;
@@ -59,15 +64,14 @@ struct st_ingest {
     uint32_t key_version;
     const st_colspec *declared;
     size_t ndeclared;
-    st_csv *csv;
-    size_t ncols;
-    char **names;
-    st_type *types;
-    int typed; /* types are known (from the first group on) */
-    text_group bufs[ST_WRITERS + 1];
-    text_group *fill; /* the group the parser fills */
-    uint64_t rows, bytes_in;
     cry_sha256_ctx *sha;
+    uint64_t bytes_in;
+    /* the caller's thread: the group being filled and where the cutting stands */
+    raw_group raws[ST_WRITERS + 1];
+    raw_group *fill;
+    int quoted;       /* an odd number of quotes so far */
+    uint64_t line;    /* the line the next byte is on */
+    uint32_t records; /* records ended in the group being filled */
     /* the writers; everything below `mu` is shared with them under it */
     writer writers[ST_WRITERS];
     int writers_started;
@@ -75,11 +79,18 @@ struct st_ingest {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop;
-    sl_code werr; /* the first refusal of a writer */
+    int header_read; /* by the first group's writer: ncols, names (then types) known */
+    int typed;       /* types settled */
+    size_t ncols;
+    char **names;
+    st_type *types;
+    sl_code werr;        /* the refusal of the earliest group refused */
+    uint32_t werr_group; /* that group */
     sl_err werr_msg;
     unsigned char *incompressible; /* per column: a chunk did not compress; not tried again */
     uint32_t groups_given;         /* groups handed over */
-    uint32_t groups_written;
+    uint32_t groups_done;          /* written or refused */
+    uint64_t rows;
     uint64_t stored;
     json_t *groups; /* by index; null until written */
 };
@@ -108,6 +119,11 @@ st_ingest_new(const st_storage *s, const cry_key *key, int64_t dataset, int64_t 
         g->writers[i].g = g;
         sl_buf_init(&g->writers[i].enc, SL_MAX_CHUNK_BYTES);
     }
+    for (i = 0; i < ST_WRITERS + 1; i++)
+        sl_buf_init(&g->raws[i].bytes, ST_GROUP_BYTES + RAW_SLACK);
+    g->fill = &g->raws[0];
+    g->fill->state = RAW_FILLING;
+    g->fill->line = g->line = 1;
     return g;
 }
 
@@ -128,38 +144,40 @@ stop_writers(st_ingest *g)
 }
 
 static void
-group_clear(text_group *t, size_t ncols)
+columns_wipe(st_column *cols, size_t n)
 {
     size_t i;
 
-    for (i = 0; t->cols != NULL && i < ncols; i++)
-        st_column_wipe(&t->cols[i]);
-    free(t->cols);
-    free(t->lines);
+    for (i = 0; cols != NULL && i < n; i++)
+        st_column_wipe(&cols[i]);
+    free(cols);
 }
 
 void
 st_ingest_free(st_ingest *g)
 {
-    size_t i, w;
+    size_t i;
 
     if (g == NULL)
         return;
     stop_writers(g);
     st_storage_unwatch(g->watch);
-    st_csv_free(g->csv);
-    for (w = 0; w < ST_WRITERS; w++) {
-        for (i = 0; g->writers[w].typed != NULL && i < g->ncols; i++)
-            st_column_wipe(&g->writers[w].typed[i]);
-        free(g->writers[w].typed);
-        if (g->writers[w].enc.data != NULL)
-            sodium_memzero(g->writers[w].enc.data, g->writers[w].enc.len);
-        sl_buf_free(&g->writers[w].enc);
+    for (i = 0; i < ST_WRITERS; i++) {
+        writer *w = &g->writers[i];
+        columns_wipe(w->text, g->ncols);
+        columns_wipe(w->typed, g->ncols);
+        free(w->lines);
+        if (w->enc.data != NULL)
+            sodium_memzero(w->enc.data, w->enc.cap);
+        sl_buf_free(&w->enc);
     }
-    for (i = 0; i < g->ncols; i++)
+    for (i = 0; i < ST_WRITERS + 1; i++) {
+        if (g->raws[i].bytes.data != NULL)
+            sodium_memzero(g->raws[i].bytes.data, g->raws[i].bytes.cap);
+        sl_buf_free(&g->raws[i].bytes);
+    }
+    for (i = 0; g->names != NULL && i < g->ncols; i++)
         free(g->names[i]);
-    for (i = 0; i < ST_WRITERS + 1; i++)
-        group_clear(&g->bufs[i], g->ncols);
     free(g->names);
     free(g->types);
     free(g->incompressible);
@@ -170,27 +188,21 @@ st_ingest_free(st_ingest *g)
     free(g);
 }
 
+/* The header, read by the first group's writer: the columns named, checked against the
+ * declaration. The other writers read what it sets once header_read is set. */
 static sl_code
 header(st_ingest *g, const st_field *f, size_t n, sl_err *err)
 {
-    size_t i, b;
+    size_t i;
 
     if (g->ndeclared > 0 && n != g->ndeclared)
         return sl_err_set(err, SL_EINVALID,
                           "line 1: the header has %zu columns, the dataset declares %zu", n,
                           g->ndeclared);
-    g->ncols = n;
-    g->names = sl_xcalloc(n, sizeof *g->names);
-    g->types = sl_xcalloc(n, sizeof *g->types);
-    for (b = 0; b < ST_WRITERS + 1; b++) {
-        g->bufs[b].cols = sl_xcalloc(n ? n : 1, sizeof(st_column));
-        g->bufs[b].lines = sl_xcalloc(SL_ROWS_PER_GROUP, sizeof(uint64_t));
-        for (i = 0; i < n; i++)
-            st_column_init(&g->bufs[b].cols[i], ST_STRING);
-    }
+    g->names = sl_xcalloc(n ? n : 1, sizeof *g->names);
+    g->types = sl_xcalloc(n ? n : 1, sizeof *g->types);
     g->incompressible = sl_xcalloc(n ? n : 1, 1);
-    g->fill = &g->bufs[0];
-    g->fill->state = GROUP_FILLING;
+    g->ncols = n;
     for (i = 0; i < n; i++) {
         g->names[i] = sl_xmalloc(f[i].n + 1);
         memcpy(g->names[i], f[i].p, f[i].n);
@@ -201,30 +213,65 @@ header(st_ingest *g, const st_field *f, size_t n, sl_err *err)
                               "column there",
                               i + 1);
     }
+    pthread_mutex_lock(&g->mu);
+    g->header_read = 1;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    return SL_OK;
+}
+
+/* A record of a writer's group: its fields kept as text. */
+static sl_code
+on_record(void *ctx, uint64_t rec, uint64_t line, const st_field *f, size_t n, sl_err *err)
+{
+    writer *w = ctx;
+    st_ingest *g = w->g;
+    sl_code rc;
+    size_t i;
+
+    if (rec == 0)
+        return header(g, f, n, err);
+    if (w->text == NULL) {
+        w->text = sl_xcalloc(g->ncols ? g->ncols : 1, sizeof(st_column));
+        w->lines = sl_xcalloc(SL_ROWS_PER_GROUP, sizeof(uint64_t));
+        for (i = 0; i < g->ncols; i++)
+            st_column_init(&w->text[i], ST_STRING);
+    }
+    if (w->rows >= SL_ROWS_PER_GROUP)
+        return sl_err_set(err, SL_ETOOLARGE, "line %llu: more rows in a row group than the limit",
+                          (unsigned long long)line);
+    for (i = 0; i < n; i++) {
+        if ((rc = st_column_add(&w->text[i], &f[i], err)) != SL_OK) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
+            return sl_err_set(err, rc, "line %llu, column %zu: %s", (unsigned long long)line, i + 1,
+                              why);
+        }
+    }
+    w->lines[w->rows++] = line;
     return SL_OK;
 }
 
 /* The types, from the declaration or inferred from the first group's text. */
 static void
-settle_types(st_ingest *g, const text_group *t)
+settle_types(st_ingest *g, const writer *w)
 {
     size_t i;
     uint32_t r;
 
     for (i = 0; i < g->ncols; i++) {
-        const st_column *text = &t->cols[i];
+        const st_column *text = w->text != NULL ? &w->text[i] : NULL;
         st_infer inf;
         if (g->ndeclared > 0 && g->declared[i].has_type) {
             g->types[i] = g->declared[i].type;
             continue;
         }
         st_infer_init(&inf);
-        for (r = 0; r < text->rows; r++)
+        for (r = 0; text != NULL && r < w->rows; r++)
             if (!text->nulls[r])
                 st_infer_add(&inf, text->str + text->off[r], text->off[r + 1] - text->off[r]);
         g->types[i] = st_infer_type(&inf);
     }
-    g->typed = 1;
 }
 
 /*
@@ -246,14 +293,13 @@ try_compress(st_ingest *g, size_t i, const st_column *c)
     return !no;
 }
 
-/* Column i of a group's text into c, typed (refusing what does not fit, with its line and
- * column); *canonical 1 for a float64 column whose text is all canonical already (the
+/* Column i of the writer's text into c, typed (refusing what does not fit, with its line
+ * and column); *canonical 1 for a float64 column whose text is all canonical already (the
  * text is then what is stored). */
 static sl_code
-convert(const st_ingest *g, const text_group *t, size_t i, st_column *c, int *canonical,
-        sl_err *err)
+convert(const st_ingest *g, const writer *w, size_t i, st_column *c, int *canonical, sl_err *err)
 {
-    const st_column *text = &t->cols[i];
+    const st_column *text = &w->text[i];
     uint32_t r;
 
     if (c->type == ST_FLOAT64) {
@@ -262,9 +308,9 @@ convert(const st_ingest *g, const text_group *t, size_t i, st_column *c, int *ca
         if (g->ndeclared > 0 && g->declared[i].has_type)
             return sl_err_set(err, SL_EINVALID,
                               "line %llu, column %zu: not a value of the column's type (%s)",
-                              (unsigned long long)t->lines[r], i + 1, st_type_name(g->types[i]));
+                              (unsigned long long)w->lines[r], i + 1, st_type_name(g->types[i]));
         return sl_err_set(err, SL_EINVALID, "line %llu, column %zu: not a finite float64",
-                          (unsigned long long)t->lines[r], i + 1);
+                          (unsigned long long)w->lines[r], i + 1);
     }
     *canonical = 0;
     st_column_reset(c);
@@ -277,41 +323,47 @@ convert(const st_ingest *g, const text_group *t, size_t i, st_column *c, int *ca
         if (g->ndeclared > 0 && g->declared[i].has_type)
             return sl_err_set(err, SL_EINVALID,
                               "line %llu, column %zu: not a value of the column's type (%s)",
-                              (unsigned long long)t->lines[r], i + 1, st_type_name(g->types[i]));
+                              (unsigned long long)w->lines[r], i + 1, st_type_name(g->types[i]));
         snprintf(why, sizeof why, "%s", err->msg);
         return sl_err_set(err, err->code, "line %llu, column %zu: %s",
-                          (unsigned long long)t->lines[r], i + 1, why);
+                          (unsigned long long)w->lines[r], i + 1, why);
     }
     return SL_OK;
 }
 
-/* A writer: a group's columns converted, then each chunk written; the group's manifest
- * entry in *entry. */
+/* The writer's group converted, then each chunk written; its manifest entry in *entry. */
 static sl_code
-write_group(st_ingest *g, writer *w, text_group *t, json_t **entry, uint64_t *stored, sl_err *err)
+write_group(st_ingest *g, writer *w, uint32_t index, json_t **entry, uint64_t *stored, sl_err *err)
 {
     json_t *chunks = json_array();
     sl_code rc = SL_OK;
+    st_column none;
     size_t i;
 
     *entry = NULL;
+    st_column_init(&none, ST_STRING);
     if (w->typed == NULL) {
         w->typed = sl_xcalloc(g->ncols ? g->ncols : 1, sizeof(st_column));
         for (i = 0; i < g->ncols; i++)
             st_column_init(&w->typed[i], g->types[i]);
     }
     for (i = 0; i < g->ncols && rc == SL_OK; i++) {
-        const st_column *text = &t->cols[i];
+        /* a group of no rows (a header alone) has no text columns */
+        const st_column *text = w->text != NULL ? &w->text[i] : &none;
         st_column *c = &w->typed[i];
         /* a string column's text is the column: nothing to convert; nor is a float64
          * column's text when every value is written canonically (kept as text) */
         const st_column *out = g->types[i] == ST_STRING ? text : c;
         st_column as_text;
-        st_place pl = {g->dataset, g->version, t->index, (uint32_t)i, g->key_version};
+        st_place pl = {g->dataset, g->version, index, (uint32_t)i, g->key_version};
         st_chunk_info info;
         int canonical = 0;
-        if (out == c)
-            rc = convert(g, t, i, c, &canonical, err);
+        if (out == c) {
+            if (w->text != NULL)
+                rc = convert(g, w, i, c, &canonical, err);
+            else
+                st_column_reset(c);
+        }
         if (rc != SL_OK)
             break;
         if (canonical) {
@@ -344,20 +396,85 @@ write_group(st_ingest *g, writer *w, text_group *t, json_t **entry, uint64_t *st
         json_decref(chunks);
         return rc;
     }
-    *entry = json_pack("{s:I, s:o}", "rows", (json_int_t)t->rows, "chunks", chunks);
+    *entry = json_pack("{s:I, s:o}", "rows", (json_int_t)w->rows, "chunks", chunks);
     return SL_OK;
 }
 
+/* Waits until *flag is set (1), or the first group is refused or the writers stop (0). */
+static int
+wait_for(st_ingest *g, const int *flag)
+{
+    int set;
+
+    pthread_mutex_lock(&g->mu);
+    while (!*flag && !(g->werr != SL_OK && g->werr_group == 0) && !g->stop)
+        pthread_cond_wait(&g->cv, &g->mu);
+    set = *flag;
+    pthread_mutex_unlock(&g->mu);
+    return set;
+}
+
+/* A writer's group: parsed from its first line, its text kept. */
+static sl_code
+parse_group(st_ingest *g, writer *w, const raw_group *raw, sl_err *err)
+{
+    st_csv *p = st_csv_new(on_record, w);
+    sl_code rc;
+    size_t i;
+
+    for (i = 0; w->text != NULL && i < g->ncols; i++)
+        st_column_reset(&w->text[i]);
+    w->rows = 0;
+    if (raw->index > 0)
+        st_csv_resume(p, g->ncols, raw->line);
+    rc = st_csv_feed(p, raw->bytes.len > 0 ? raw->bytes.data : "", raw->bytes.len, err);
+    if (rc == SL_OK && raw->last)
+        rc = st_csv_finish(p, err);
+    else if (rc == SL_OK && !st_csv_between(p))
+        rc = sl_err_set(err, SL_EINTERNAL, "row group %u does not end where a record does",
+                        raw->index);
+    st_csv_free(p);
+    return rc;
+}
+
+/* A group from body bytes to written chunks. *skipped when it waited for the first
+ * group and that one was refused. */
+static sl_code
+process(st_ingest *g, writer *w, const raw_group *raw, json_t **entry, uint64_t *stored,
+        int *skipped, sl_err *err)
+{
+    sl_code rc;
+
+    *skipped = 0;
+    if (raw->index > 0 && !wait_for(g, &g->header_read)) {
+        *skipped = 1;
+        return SL_OK;
+    }
+    if ((rc = parse_group(g, w, raw, err)) != SL_OK)
+        return rc;
+    if (raw->index == 0) {
+        settle_types(g, w);
+        pthread_mutex_lock(&g->mu);
+        g->typed = 1;
+        pthread_cond_broadcast(&g->cv);
+        pthread_mutex_unlock(&g->mu);
+    } else if (!wait_for(g, &g->typed)) {
+        *skipped = 1;
+        return SL_OK;
+    }
+    return write_group(g, w, raw->index, entry, stored, err);
+}
+
 /* The queued group handed over first, or NULL. */
-static text_group *
+static raw_group *
 next_queued(st_ingest *g)
 {
-    text_group *best = NULL;
+    raw_group *best = NULL;
     int i;
 
     for (i = 0; i < ST_WRITERS + 1; i++)
-        if (g->bufs[i].state == GROUP_QUEUED && (best == NULL || g->bufs[i].index < best->index))
-            best = &g->bufs[i];
+        if (g->raws[i].state == RAW_QUEUED && (best == NULL || g->raws[i].index < best->index))
+            best = &g->raws[i];
     return best;
 }
 
@@ -366,12 +483,12 @@ writer_main(void *arg)
 {
     writer *w = arg;
     st_ingest *g = w->g;
-    text_group *t;
+    raw_group *t;
     json_t *entry;
     uint64_t stored;
     sl_err err;
     sl_code rc;
-    size_t i;
+    int skipped;
 
     pthread_mutex_lock(&g->mu);
     for (;;) {
@@ -379,21 +496,20 @@ writer_main(void *arg)
             pthread_cond_wait(&g->cv, &g->mu);
         if (t == NULL)
             break;
-        t->state = GROUP_WRITING;
-        rc = g->werr; /* after a refusal, nothing more is written */
+        t->state = RAW_WORKING;
+        /* after a refusal, nothing later is written */
+        skipped = g->werr != SL_OK && g->werr_group < t->index;
         pthread_mutex_unlock(&g->mu);
         sl_err_clear(&err);
         entry = NULL;
         stored = 0;
-        if (rc == SL_OK)
-            rc = write_group(g, w, t, &entry, &stored, &err);
-        for (i = 0; i < g->ncols; i++)
-            st_column_reset(&t->cols[i]);
-        t->rows = 0;
-        t->bytes = 0;
+        rc = SL_OK;
+        if (!skipped)
+            rc = process(g, w, t, &entry, &stored, &skipped, &err);
         pthread_mutex_lock(&g->mu);
-        if (rc != SL_OK && g->werr == SL_OK) {
+        if (rc != SL_OK && (g->werr == SL_OK || t->index < g->werr_group)) {
             g->werr = rc;
+            g->werr_group = t->index;
             g->werr_msg = err;
         }
         if (entry != NULL) {
@@ -401,29 +517,25 @@ writer_main(void *arg)
                 json_array_append_new(g->groups, json_null());
             json_array_set_new(g->groups, t->index, entry);
             g->stored += stored;
-            g->groups_written++;
+            g->rows += w->rows;
         }
-        t->state = GROUP_FREE;
+        g->groups_done++;
+        t->state = RAW_FREE;
         pthread_cond_broadcast(&g->cv);
     }
     pthread_mutex_unlock(&g->mu);
     return NULL;
 }
 
-/* Waits until every group handed over is written (or refused); the refusal, if any. */
+/* Waits until every group handed over is written or refused; the earliest refusal. */
 static sl_code
 writers_idle(st_ingest *g, sl_err *err)
 {
     sl_code rc;
-    int i, busy;
 
     pthread_mutex_lock(&g->mu);
-    do {
-        for (i = busy = 0; i < ST_WRITERS + 1; i++)
-            busy |= g->bufs[i].state == GROUP_QUEUED || g->bufs[i].state == GROUP_WRITING;
-        if (busy)
-            pthread_cond_wait(&g->cv, &g->mu);
-    } while (busy);
+    while (g->groups_done != g->groups_given)
+        pthread_cond_wait(&g->cv, &g->mu);
     rc = g->werr;
     if (rc != SL_OK)
         *err = g->werr_msg;
@@ -431,16 +543,29 @@ writers_idle(st_ingest *g, sl_err *err)
     return rc;
 }
 
-/* Hands the filled group to the writers and takes a free one to fill (waiting for one). */
+/* A refusal so far: once the groups before the refused one are done too, the earliest. */
 static sl_code
-hand_over(st_ingest *g, sl_err *err)
+refused(st_ingest *g, sl_err *err)
 {
-    text_group *next = NULL;
+    sl_code rc;
+
+    if (!g->writers_started)
+        return SL_OK;
+    pthread_mutex_lock(&g->mu);
+    rc = g->werr;
+    pthread_mutex_unlock(&g->mu);
+    return rc == SL_OK ? SL_OK : writers_idle(g, err);
+}
+
+/* Hands the group being filled to the writers (the body's last when last) and, unless
+ * last, takes a free one to fill, waiting for one. */
+static sl_code
+hand_over(st_ingest *g, int last, sl_err *err)
+{
+    raw_group *next = NULL;
     sl_code rc;
     int i;
 
-    if (!g->typed)
-        settle_types(g, g->fill);
     if (!g->writers_started) {
         if ((rc = st_storage_watch(g->s, g->watch, err)) != SL_OK)
             return rc;
@@ -454,51 +579,96 @@ hand_over(st_ingest *g, sl_err *err)
     }
     pthread_mutex_lock(&g->mu);
     g->fill->index = g->groups_given++;
-    g->fill->state = GROUP_QUEUED;
+    g->fill->last = last;
+    g->fill->state = RAW_QUEUED;
     pthread_cond_broadcast(&g->cv);
-    while (g->werr == SL_OK && next == NULL) {
+    while (!last && next == NULL) {
         for (i = 0; i < ST_WRITERS + 1 && next == NULL; i++)
-            if (g->bufs[i].state == GROUP_FREE)
-                next = &g->bufs[i];
+            if (g->raws[i].state == RAW_FREE)
+                next = &g->raws[i];
         if (next == NULL)
             pthread_cond_wait(&g->cv, &g->mu);
     }
-    rc = g->werr;
-    if (rc != SL_OK)
-        *err = g->werr_msg;
-    else
-        next->state = GROUP_FILLING;
+    if (next != NULL)
+        next->state = RAW_FILLING;
     pthread_mutex_unlock(&g->mu);
-    if (rc == SL_OK)
-        g->fill = next;
-    return rc;
+    g->fill = next;
+    if (next != NULL) {
+        sl_buf_reset(&next->bytes);
+        next->line = g->line;
+    }
+    g->records = 0;
+    return SL_OK;
 }
 
-static sl_code
-on_record(void *ctx, uint64_t rec, uint64_t line, const st_field *f, size_t n, sl_err *err)
+/* The number of line feeds in p[0..n). */
+static uint64_t
+line_feeds(const char *p, size_t n)
 {
-    st_ingest *g = ctx;
-    text_group *t;
-    sl_code rc;
-    size_t i;
+    uint64_t k = 0;
+    const char *end = p + n;
 
-    if (rec == 0)
-        return header(g, f, n, err);
-    t = g->fill;
-    for (i = 0; i < n; i++) {
-        if ((rc = st_column_add(&t->cols[i], &f[i], err)) != SL_OK) {
-            char why[sizeof err->msg];
-            snprintf(why, sizeof why, "%s", err->msg);
-            return sl_err_set(err, rc, "line %llu, column %zu: %s", (unsigned long long)line, i + 1,
-                              why);
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        k++;
+        p++;
+    }
+    return k;
+}
+
+/*
+ * How much of data[0..n) goes into the group being filled: up to a cut (*how 1: the end
+ * of its last record), or all of it (*how 0). A cut comes after SL_ROWS_PER_GROUP
+ * records or at the first record's end past ST_GROUP_BYTES (never before the first data
+ * record); and, forced (*how 2), at RAW_SLACK bytes past ST_GROUP_BYTES without a
+ * record's end.
+ */
+static size_t
+cut(st_ingest *g, const char *data, size_t n, int *how)
+{
+    size_t have = g->fill->bytes.len, room = ST_GROUP_BYTES + RAW_SLACK - have;
+    size_t lim = n < room ? n : room, i = 0;
+    uint32_t header = g->groups_given == 0; /* the first group's first record */
+
+    *how = 0;
+    while (i < lim) {
+        const char *nl, *q;
+        size_t end;
+        if (g->quoted) { /* inside quotes: to the next quote, line feeds counted */
+            q = memchr(data + i, '"', lim - i);
+            end = q != NULL ? (size_t)(q - data) : lim;
+            g->line += line_feeds(data + i, end - i);
+            if (q == NULL) {
+                i = lim;
+                break;
+            }
+            g->quoted = 0;
+            i = end + 1;
+            continue;
+        }
+        nl = memchr(data + i, '\n', lim - i);
+        end = nl != NULL ? (size_t)(nl - data) : lim;
+        q = memchr(data + i, '"', end - i);
+        if (q != NULL) {
+            g->quoted = 1;
+            i = (size_t)(q - data) + 1;
+            continue;
+        }
+        if (nl == NULL) {
+            i = lim;
+            break;
+        }
+        g->line++;
+        g->records++;
+        i = end + 1;
+        if (g->records > header &&
+            (g->records - header >= SL_ROWS_PER_GROUP || have + i >= ST_GROUP_BYTES)) {
+            *how = 1;
+            return i;
         }
     }
-    t->lines[t->rows++] = line;
-    g->rows++;
-    t->bytes += rec_bytes(f, n);
-    if (t->rows == SL_ROWS_PER_GROUP || t->bytes >= ST_GROUP_BYTES)
-        return hand_over(g, err);
-    return SL_OK;
+    if (lim == room) /* no record ends in a group's most bytes: a parser refuses it */
+        *how = 2;
+    return lim;
 }
 
 sl_code
@@ -506,21 +676,30 @@ st_ingest_feed(st_ingest *g, const char *data, size_t n, sl_err *err)
 {
     sl_code rc;
 
-    if (g->csv == NULL)
-        g->csv = st_csv_new(on_record, g);
-    /* a refusal by a writer since the last piece */
-    if (g->writers_started) {
-        pthread_mutex_lock(&g->mu);
-        rc = g->werr;
-        if (rc != SL_OK)
-            *err = g->werr_msg;
-        pthread_mutex_unlock(&g->mu);
-        if (rc != SL_OK)
-            return rc;
-    }
+    if ((rc = refused(g, err)) != SL_OK)
+        return rc;
+    if (g->fill == NULL)
+        return sl_err_set(err, SL_EINTERNAL, "the upload's body already ended");
     g->bytes_in += n;
     cry_sha256_update(g->sha, data, n);
-    return st_csv_feed(g->csv, data, n, err);
+    while (n > 0) {
+        int at_cut;
+        size_t take = cut(g, data, n, &at_cut);
+        if (sl_buf_append(&g->fill->bytes, data, take) != SL_OK)
+            return sl_err_set(err, SL_EINTERNAL, "a row group outgrew its buffer");
+        data += take;
+        n -= take;
+        if (at_cut) {
+            if ((rc = hand_over(g, 0, err)) != SL_OK)
+                return rc;
+            if (at_cut == 2) { /* the writer refuses that group: wait for its reason */
+                if ((rc = writers_idle(g, err)) != SL_OK)
+                    return rc;
+                return sl_err_set(err, SL_EINTERNAL, "a record without an end was not refused");
+            }
+        }
+    }
+    return SL_OK;
 }
 
 sl_code
@@ -533,25 +712,30 @@ st_ingest_finish(st_ingest *g, json_t **manifest, sl_err *err)
     size_t i;
 
     *manifest = NULL;
-    if (g->csv == NULL)
-        g->csv = st_csv_new(on_record, g);
-    if ((rc = st_csv_finish(g->csv, err)) != SL_OK)
+    if ((rc = refused(g, err)) != SL_OK)
         return rc;
-    /* the last group (a header alone makes one group of no rows, so types settle) */
-    if ((g->fill != NULL && g->fill->rows > 0) || !g->typed) {
-        if (g->fill == NULL) { /* no header at all: st_csv_finish refused it */
-            return sl_err_set(err, SL_EINVALID, "line 1: no header");
-        }
-        if ((rc = hand_over(g, err)) != SL_OK)
+    if (g->fill == NULL)
+        return sl_err_set(err, SL_EINTERNAL, "the upload's body already ended");
+    /* the last group: what follows the last cut, or the whole body (even empty: its
+     * parser says what is missing) */
+    if (g->groups_given == 0 || g->fill->bytes.len > 0) {
+        if ((rc = hand_over(g, 1, err)) != SL_OK)
             return rc;
+    } else {
+        pthread_mutex_lock(&g->mu);
+        g->fill->state = RAW_FREE;
+        pthread_mutex_unlock(&g->mu);
+        g->fill = NULL;
     }
-    if (g->writers_started && (rc = writers_idle(g, err)) != SL_OK)
+    if ((rc = writers_idle(g, err)) != SL_OK)
         return rc;
     stop_writers(g);
-    if (g->groups_written != g->groups_given)
+    if (json_array_size(g->groups) != g->groups_given)
         return sl_err_set(err, SL_EINTERNAL, "a row group was not written");
-    if (g->groups_written > 0 &&
-        (rc = st_storage_sync(g->s, g->dataset, g->version, g->watch, err)) != SL_OK)
+    for (i = 0; i < g->groups_given; i++)
+        if (!json_is_object(json_array_get(g->groups, i)))
+            return sl_err_set(err, SL_EINTERNAL, "a row group was not written");
+    if ((rc = st_storage_sync(g->s, g->dataset, g->version, g->watch, err)) != SL_OK)
         return rc;
     cry_sha256_final(g->sha, sha);
     g->sha = NULL;

@@ -111,36 +111,91 @@ mkdirs(const char *base, int64_t ds, int64_t ver, sl_err *err)
     return SL_OK;
 }
 
+void *
+st_io_alloc(size_t n)
+{
+    void *p = NULL;
+    size_t size = n > 0 ? n : 1;
+
+    if (size > SIZE_MAX - ST_IO_ALIGN)
+        sl_panic("an I/O buffer of %zu bytes", n);
+    size = (size + ST_IO_ALIGN - 1) & ~(size_t)(ST_IO_ALIGN - 1);
+    if (posix_memalign(&p, ST_IO_ALIGN, size) != 0)
+        sl_panic("out of memory for an I/O buffer of %zu bytes", size);
+    return p;
+}
+
+/* Opens with direct I/O where the file system has it (*direct 1), else without. */
+static int
+open_direct(const char *path, int flags, int *direct)
+{
+    int fd = open(path, flags | O_DIRECT, 0600);
+
+    *direct = fd >= 0;
+    if (fd < 0 && errno == EINVAL) /* no direct I/O here (tmpfs) */
+        fd = open(path, flags, 0600);
+    return fd;
+}
+
+/* Turns direct I/O off for the rest of a file (its unaligned tail). */
+static int
+direct_off(int fd, int *direct)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    if (!*direct)
+        return 0;
+    *direct = 0;
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl & ~O_DIRECT);
+}
+
 /*
  * Writes a fragment file. durable: to a temporary name, fsynced, then renamed over the
  * path (a live version's fragment being repaired is never seen half written). Not
  * durable: straight to the path, for an upload, whose fragments nobody reads before
  * st_storage_sync has made them all durable at once and the version is committed.
+ *
+ * The whole blocks of an aligned buffer go by direct I/O: fragments are written once
+ * and read rarely, and copying them into the page cache cost more than everything else
+ * an upload's writer does on a virtual machine (fresh page-cache pages are slow to
+ * get); the tail is written through the cache. Durability is unchanged: a direct write
+ * may sit in the device's cache until the fsync or syncfs that follows flushes it.
  */
 static sl_code
 write_file(const char *path, const unsigned char *p, size_t n, int durable, sl_err *err)
 {
     char tmp[PATH_MAX + 8];
     size_t off = 0;
-    int fd;
+    int fd, direct;
 
     if (durable)
         snprintf(tmp, sizeof tmp, "%s.tmp", path);
     else
         snprintf(tmp, sizeof tmp, "%s", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    fd = open_direct(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, &direct);
     if (fd < 0)
         return sl_err_set(err, SL_EIO, "could not write a fragment: %s", strerror(errno));
+    if (direct && ((uintptr_t)p % ST_IO_ALIGN != 0 || n < ST_IO_ALIGN) && direct_off(fd, &direct))
+        goto fail;
     while (off < n) {
-        ssize_t w = write(fd, p + off, n - off);
+        size_t want = n - off;
+        ssize_t w;
+        if (direct && want < ST_IO_ALIGN && direct_off(fd, &direct) != 0)
+            goto fail;
+        if (direct)
+            want &= ~(size_t)(ST_IO_ALIGN - 1);
+        w = write(fd, p + off, want);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return sl_err_set(err, SL_EIO, "could not write a fragment: %s", strerror(e));
+        if (w < 0 && errno == EINVAL && direct) { /* the device wants other alignment */
+            if (direct_off(fd, &direct) != 0)
+                goto fail;
+            continue;
         }
+        if (w == 0)
+            errno = EIO;
+        if (w <= 0)
+            goto fail;
         off += (size_t)w;
     }
     if (!durable) {
@@ -157,6 +212,12 @@ write_file(const char *path, const unsigned char *p, size_t n, int durable, sl_e
         return sl_err_set(err, SL_EIO, "could not write a fragment: %s", strerror(e));
     }
     return SL_OK;
+fail : {
+    int e = errno;
+    close(fd);
+    unlink(tmp);
+    return sl_err_set(err, SL_EIO, "could not write a fragment: %s", strerror(e));
+}
 }
 
 static sl_code chunk_write(const st_storage *s, const st_place *pl, const cry_key *key,
@@ -301,14 +362,16 @@ st_storage_sync(const st_storage *s, int64_t dataset, int64_t version, const int
     return SL_OK;
 }
 
-/* A fragment file, whole, at most max bytes; NULL when absent or unreadable. */
+/* A fragment file, whole, at most max bytes, in an st_io_alloc'd buffer; NULL when absent
+ * or unreadable. By direct I/O where it works (whole blocks: a read past the end stops
+ * there), so that reading a version does not fill the page cache with fragments. */
 static unsigned char *
 read_file(const char *path, size_t max, size_t *len)
 {
     struct stat st;
     unsigned char *p;
-    size_t off = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    size_t off = 0, size;
+    int direct, fd = open_direct(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, &direct);
 
     *len = 0;
     if (fd < 0)
@@ -317,17 +380,29 @@ read_file(const char *path, size_t max, size_t *len)
         close(fd);
         return NULL;
     }
-    p = sl_xmalloc((size_t)st.st_size ? (size_t)st.st_size : 1);
-    while (off < (size_t)st.st_size) {
-        ssize_t r = read(fd, p + off, (size_t)st.st_size - off);
+    size = (size_t)st.st_size;
+    p = st_io_alloc(size + 1); /* room for a whole last block, and one byte to see the end */
+    while (off < size) {
+        size_t want = size - off;
+        ssize_t r;
+        if (direct) /* whole blocks, the last one past the end */
+            want = (want + ST_IO_ALIGN - 1) & ~(size_t)(ST_IO_ALIGN - 1);
+        r = read(fd, p + off, want);
         if (r < 0 && errno == EINTR)
             continue;
+        if (r < 0 && errno == EINVAL && direct) {
+            if (direct_off(fd, &direct) != 0)
+                break;
+            continue;
+        }
         if (r <= 0)
             break;
         off += (size_t)r;
+        if (direct && (size_t)r % ST_IO_ALIGN != 0 && off < size && direct_off(fd, &direct) != 0)
+            break;
     }
     close(fd);
-    if (off != (size_t)st.st_size) {
+    if (off != size) { /* shorter than it said, or longer (changed while read) */
         free(p);
         return NULL;
     }

@@ -4,7 +4,7 @@
  * records and every field (a piece boundary must never change what is parsed), fields
  * must be valid UTF-8 without NUL, and every record must have the header's width. Each
  * field also goes through the typed parsers, and a float that parses must print and
- * read back to the same bits.
+ * read back to the same bits, and be called canonical exactly when it is that print.
  */
 #include <math.h>
 #include <stdint.h>
@@ -47,7 +47,7 @@ on_record(void *ctx, uint64_t rec, uint64_t line, const st_field *f, size_t n, s
     for (i = 0; i < n; i++) {
         int64_t iv;
         double dv, back;
-        int bv;
+        int bv, canon;
         char text[ST_FLOAT_TEXT];
         if (!sl_utf8_valid(f[i].p, f[i].n) || memchr(f[i].p, '\0', f[i].n) != NULL)
             __builtin_trap();
@@ -58,10 +58,13 @@ on_record(void *ctx, uint64_t rec, uint64_t line, const st_field *f, size_t n, s
         mix(d, f[i].p, f[i].n);
         (void)st_parse_int64(f[i].p, f[i].n, &iv);
         (void)st_parse_bool(f[i].p, f[i].n, &bv);
-        if (st_parse_float64(f[i].p, f[i].n, &dv) == SL_OK) {
+        if (st_parse_float64_text(f[i].p, f[i].n, &dv, &canon) == SL_OK) {
             size_t k = st_format_float64(dv, text);
             if (!isfinite(dv) || st_parse_float64(text, k, &back) != SL_OK ||
                 memcmp(&back, &dv, sizeof dv) != 0)
+                __builtin_trap();
+            /* canonical exactly when the text is what the value prints as */
+            if (canon != (k == f[i].n && memcmp(text, f[i].p, k) == 0))
                 __builtin_trap();
         }
     }

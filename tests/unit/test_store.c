@@ -1052,6 +1052,59 @@ found_under(const char *dir, const char *needle)
     return system(cmd) == 0;
 }
 
+/* Fragments go by direct I/O where the file system has it (whole blocks, then the tail
+ * through the cache) and plainly where it does not (tmpfs): every size reads back. */
+static void
+chunks_with_and_without_direct_io(void **state)
+{
+    static const size_t sizes[] = {1, 4000, 4075, 4096, 8192 + 77, (1 << 20) + 3};
+    const char *bases[] = {"/tmp", "/dev/shm"};
+    unsigned char *data = malloc((1 << 20) + 3);
+    cry_key *key = cry_key_random(32);
+    size_t b, i, j;
+
+    (void)state;
+    for (i = 0; i < (1 << 20) + 3; i++)
+        data[i] = (unsigned char)(i * 2654435761u >> 13); /* does not compress */
+    for (b = 0; b < 2; b++) {
+        char root[64], d[3][96];
+        const char *dp[3];
+        st_storage *s;
+        int shape;
+        snprintf(root, sizeof root, "%s/st-direct-XXXXXX", bases[b]);
+        if (mkdtemp(root) == NULL) {
+            assert_int_equal(b, 1); /* /tmp is always there */
+            continue;
+        }
+        for (i = 0; i < 3; i++) {
+            snprintf(d[i], sizeof d[i], "%s/d%zu", root, i);
+            assert_int_equal(mkdir(d[i], 0700), 0);
+            dp[i] = d[i];
+        }
+        for (shape = 0; shape < 2; shape++) {
+            sl_err err;
+            assert_int_equal(st_storage_new(dp, shape ? 3 : 1, shape, &s, &err), SL_OK);
+            for (j = 0; j < sizeof sizes / sizeof sizes[0]; j++) {
+                st_place pl = {5, 1, (uint32_t)shape, (uint32_t)j, 1};
+                st_chunk_info info;
+                sl_buf back;
+                uint32_t bad;
+                assert_int_equal(st_chunk_put(s, &pl, key, data, sizes[j], 1, &info, &err), SL_OK);
+                sl_buf_init(&back, SL_MAX_CHUNK_BYTES);
+                assert_int_equal(st_chunk_read(s, &pl, key, &back, &bad, &err), SL_OK);
+                assert_int_equal(bad, 0);
+                assert_int_equal(back.len, sizes[j]);
+                assert_memory_equal(back.data, data, sizes[j]);
+                sl_buf_free(&back);
+            }
+            st_storage_free(s);
+        }
+        assert_int_equal(nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+    }
+    cry_key_free(key);
+    free(data);
+}
+
 static void
 chunks_in_storage(void **state)
 {
@@ -1321,6 +1374,104 @@ ingest_groups_and_refusals(void **state)
     fixture_down(&fx);
 }
 
+static sl_code
+accept_any(void *ctx, uint64_t rec, uint64_t line, const st_field *f, size_t n, sl_err *err)
+{
+    (void)ctx, (void)rec, (void)line, (void)f, (void)n, (void)err;
+    return SL_OK;
+}
+
+/* A body of n records "i,s" (CRLF), every seventh s quoted with a doubled quote, a comma
+ * and a line feed in it; the record `bad` (if < n) has `what` instead; *line_of_bad the
+ * line it begins on. */
+static void
+cut_body(sl_buf *b, uint32_t n, uint32_t bad, const char *what, uint64_t *line_of_bad)
+{
+    uint64_t line = 2;
+    uint32_t i;
+
+    sl_buf_reset(b);
+    assert_int_equal(sl_buf_puts(b, "i,s\r\n"), SL_OK);
+    for (i = 0; i < n; i++) {
+        if (i == bad) {
+            *line_of_bad = line;
+            assert_int_equal(sl_buf_puts(b, what), SL_OK);
+        } else if (i % 7 == 0) {
+            assert_int_equal(sl_buf_printf(b, "%u,\"a \"\"%u\"\"\nb,\"\r\n", i, i), SL_OK);
+            line++;
+        } else {
+            assert_int_equal(sl_buf_printf(b, "%u,plain%u\r\n", i, i), SL_OK);
+        }
+        line++;
+    }
+}
+
+/* Groups are cut from the body at record ends outside quotes and parsed apart; what
+ * comes back, and which refusal is given, is what one parser reading the whole body
+ * gives. */
+static void
+ingest_cuts_and_earliest_refusal(void **state)
+{
+    const uint32_t n = 2 * SL_ROWS_PER_GROUP + 10, g1 = SL_ROWS_PER_GROUP + 5,
+                   g2 = 2 * SL_ROWS_PER_GROUP + 3;
+    store_fixture fx;
+    sl_buf body;
+    json_t *m;
+    st_column c;
+    sl_err err;
+    char want[96];
+    uint64_t line1 = 0, line2 = 0;
+
+    (void)state;
+    fixture_up(&fx);
+    sl_buf_init(&body, 64 << 20);
+    cut_body(&body, n, n, NULL, &line1);
+    /* an odd piece size: cuts fall anywhere in the pieces */
+    assert_int_equal(ingest(&fx, body.data, body.len, 4093, NULL, 0, &m, &err), SL_OK);
+    assert_int_equal(json_integer_value(json_object_get(m, "rows")), n);
+    assert_int_equal(json_array_size(json_object_get(m, "groups")), 3);
+    read_column(&fx, 1, 1, &c);
+    assert_int_equal(c.rows, SL_ROWS_PER_GROUP);
+    /* the first row of group 1 is record 65536 = 7 * 9362 + 2; 65534 is quoted */
+    assert_memory_equal(c.str + c.off[0], "plain65536", 10);
+    snprintf(want, sizeof want, "a \"%u\"\nb,", 65534 + 7);
+    assert_memory_equal(c.str + c.off[5], want, strlen(want));
+    st_column_clear(&c);
+    read_column(&fx, 2, 0, &c);
+    assert_int_equal(c.rows, 10);
+    assert_true(c.i64[9] == (int64_t)n - 1);
+    st_column_clear(&c);
+    json_decref(m);
+
+    /* one refusal, in the last group */
+    cut_body(&body, n, g2, "1,2,3\r\n", &line2);
+    assert_int_equal(ingest(&fx, body.data, body.len, 1 << 16, NULL, 0, &m, &err), SL_EINVALID);
+    snprintf(want, sizeof want, "line %llu, column 3: 3 fields where the header has 2",
+             (unsigned long long)line2);
+    assert_string_equal(err.msg, want);
+    /* refusals in groups 1 and 2: group 1's, whichever writer finds its own first */
+    cut_body(&body, n, g1, "x,1\r\n", &line1);
+    memcpy(strstr(body.data + body.len - 200, "\r\n") + 2, "1,2,3", 5);
+    assert_int_equal(ingest(&fx, body.data, body.len, 1 << 16, NULL, 0, &m, &err), SL_EINVALID);
+    snprintf(want, sizeof want, "line %llu, column 1: not an int64", (unsigned long long)line1);
+    assert_string_equal(err.msg, want);
+    /* a quote never closed: every later cut is a guess, the parser's reason stands */
+    cut_body(&body, n, g1, "7,\"open\r\n", &line1);
+    assert_int_equal(ingest(&fx, body.data, body.len, 1 << 16, NULL, 0, &m, &err), SL_EINVALID);
+    assert_null(m);
+    {
+        st_csv *p = st_csv_new(accept_any, NULL);
+        sl_err whole;
+        if (st_csv_feed(p, body.data, body.len, &whole) == SL_OK)
+            assert_int_equal(st_csv_finish(p, &whole), SL_EINVALID);
+        assert_string_equal(err.msg, whole.msg);
+        assert_non_null(strstr(err.msg, "quote"));
+        st_csv_free(p);
+    }
+    sl_buf_free(&body);
+    fixture_down(&fx);
+}
+
 /* ---- served formats ---- */
 
 static sl_code
@@ -1538,8 +1689,10 @@ main(void)
         cmocka_unit_test(fragments_survive_any_m_losses),
         cmocka_unit_test(fragments_damaged_are_set_aside),
         cmocka_unit_test(chunks_in_storage),
+        cmocka_unit_test(chunks_with_and_without_direct_io),
         cmocka_unit_test(ingest_round_trip),
         cmocka_unit_test(ingest_groups_and_refusals),
+        cmocka_unit_test(ingest_cuts_and_earliest_refusal),
         cmocka_unit_test(formats_exact),
         cmocka_unit_test(read_slices_and_projection),
     };
