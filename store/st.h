@@ -127,6 +127,7 @@ typedef struct {
      * then leaves f64 NULL until st_column_floats. Served text is then copied, not
      * formatted again. */
     int text;
+    int padded; /* str has ST_FLOAT_TEXT readable bytes past its end (decoded columns) */
     size_t cap, str_cap;
     size_t bytes_max; /* the limit on str (SL_MAX_CHUNK_BYTES) */
 } st_column;
@@ -164,6 +165,10 @@ sl_code st_column_floats(st_column *c) SL_WUR;
  */
 sl_code st_column_encode(const st_column *c, sl_buf *out) SL_WUR;
 sl_code st_column_decode(const unsigned char *p, size_t n, st_column *out) SL_WUR;
+/* The same into an initialised column whose memory is reused (a read decodes group after
+ * group into the same columns); on failure it holds no rows. A decoded column's text has
+ * ST_FLOAT_TEXT readable bytes past its end. */
+sl_code st_column_decode_into(const unsigned char *p, size_t n, st_column *c) SL_WUR;
 
 /* ---- compression (st_codec.c) ---- */
 
@@ -180,6 +185,10 @@ sl_code st_column_decode(const unsigned char *p, size_t n, st_column *out) SL_WU
 sl_code st_pack(const unsigned char *raw, size_t n, int try_compress, sl_buf *out,
                 int *compressed) SL_WUR;
 sl_code st_unpack(const unsigned char *p, size_t n, size_t max, sl_buf *out) SL_WUR;
+/* The same without a copy: *raw points into p when the bytes were stored, into scratch
+ * (reset) when they were compressed. */
+sl_code st_unpack_view(const unsigned char *p, size_t n, size_t max, sl_buf *scratch,
+                       const unsigned char **raw, size_t *len) SL_WUR;
 
 /* ---- erasure coding (st_frag.c) ---- */
 
@@ -272,6 +281,16 @@ sl_code st_storage_sync(const st_storage *s, int64_t dataset, int64_t version, c
  * opened and unpacked. SL_EUNAVAIL when too few fragments are left or what they make
  * does not authenticate: never wrong bytes.
  */
+/* Buffers a read reuses from chunk to chunk (st_chunkbuf_free wipes what they hold). */
+typedef struct {
+    sl_buf sealed, plain, raw;
+} st_chunkbuf;
+void st_chunkbuf_init(st_chunkbuf *b);
+void st_chunkbuf_free(st_chunkbuf *b);
+/* st_chunk_read without copies: the chunk's raw bytes at *raw (n of them), inside b and
+ * valid until b's next use. A chunk of one fragment is opened where it was read. */
+sl_code st_chunk_load(const st_storage *s, const st_place *pl, const cry_key *key, st_chunkbuf *b,
+                      const unsigned char **raw, size_t *n, uint32_t *bad, sl_err *err) SL_WUR;
 sl_code st_chunk_read(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf *raw,
                       uint32_t *bad, sl_err *err) SL_WUR;
 

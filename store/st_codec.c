@@ -61,6 +61,27 @@ st_pack(const unsigned char *raw, size_t n, int try_compress, sl_buf *out, int *
 }
 
 sl_code
+st_unpack_view(const unsigned char *p, size_t n, size_t max, sl_buf *scratch,
+               const unsigned char **raw, size_t *len)
+{
+    if (n < ST_PACK_HEAD)
+        return SL_EINVALID;
+    if (p[0] == CODEC_STORED) { /* the bytes themselves, where they are */
+        if (st_rd32(p + 1) > max || n - ST_PACK_HEAD != st_rd32(p + 1))
+            return SL_EINVALID;
+        *raw = p + ST_PACK_HEAD;
+        *len = n - ST_PACK_HEAD;
+        return SL_OK;
+    }
+    sl_buf_reset(scratch);
+    if (st_unpack(p, n, max, scratch) != SL_OK)
+        return SL_EINVALID;
+    *raw = (const unsigned char *)scratch->data;
+    *len = scratch->len;
+    return SL_OK;
+}
+
+sl_code
 st_unpack(const unsigned char *p, size_t n, size_t max, sl_buf *out)
 {
     struct inflate_state st;

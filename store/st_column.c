@@ -7,6 +7,9 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "st.h"
 #include "st_int.h"
@@ -295,29 +298,69 @@ read_bits(const unsigned char *src, uint32_t rows, uint8_t *flags, uint32_t *set
     return 1;
 }
 
+/* Bytes of room past a decoded column's text: a value (under ST_FLOAT_TEXT bytes) can be
+ * copied with a fixed-size move that reads past its end. */
+#define TEXT_PAD ST_FLOAT_TEXT
+
 /*
- * The stored text of a float64 column: each null's empty, each value's 1 to 32 bytes,
- * all of them characters the canonical form uses (checked over the whole text at once).
- * Whether each is the canonical form is not checked here (a chunk's bytes are
- * authenticated before they are decoded; this is defence in depth), but
- * st_column_floats refuses anything that does not read as a finite float64.
+ * The stored text of a float64 column: each null's empty, each value's 1 to 31 bytes,
+ * all of them characters the canonical form uses (checked over the whole text at once,
+ * branch-free so that the compiler vectorises it). Whether each is the canonical form
+ * is not checked here (a chunk's bytes are authenticated before they are decoded; this
+ * is defence in depth), but st_column_floats refuses anything that does not read as a
+ * finite float64.
  */
 static int
 float_texts(const char *str, const uint32_t *off, const uint8_t *nulls, uint32_t rows)
 {
-    static const unsigned char ok[256] = {
-        ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
-        ['7'] = 1, ['8'] = 1, ['9'] = 1, ['.'] = 1, ['e'] = 1, ['-'] = 1, ['+'] = 1};
     unsigned bad = 0;
     uint32_t r, i;
 
     for (r = 0; r < rows; r++) {
         uint32_t len = off[r + 1] - off[r];
-        if (nulls[r] ? len != 0 : len == 0 || len >= ST_FLOAT_TEXT)
-            return 0;
+        bad |= nulls[r] ? len != 0 : len - 1 >= ST_FLOAT_TEXT - 1;
     }
-    for (i = 0; i < off[rows]; i++)
-        bad |= ok[(unsigned char)str[i]] ^ 1u;
+    i = 0;
+#ifdef __SSE2__
+    {
+        const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9),
+                      point = _mm_set1_epi8('.'), e = _mm_set1_epi8('e'),
+                      minus = _mm_set1_epi8('-'), plus = _mm_set1_epi8('+');
+        for (; i + 16 <= off[rows]; i += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(str + i));
+            __m128i d = _mm_sub_epi8(v, zero);
+            __m128i ok = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(d, nine), d), _mm_cmpeq_epi8(v, point)),
+                _mm_or_si128(_mm_cmpeq_epi8(v, e),
+                             _mm_or_si128(_mm_cmpeq_epi8(v, minus), _mm_cmpeq_epi8(v, plus))));
+            bad |= (unsigned)(_mm_movemask_epi8(ok) != 0xffff);
+        }
+    }
+#endif
+    for (; i < off[rows]; i++) {
+        unsigned char c = (unsigned char)str[i];
+        bad |= (unsigned)((unsigned char)(c - '0') > 9 && c != '.' && c != 'e' && c != '-' &&
+                          c != '+');
+    }
+    return bad == 0;
+}
+
+/* The text of a string column: valid UTF-8 as a whole, no NUL, each value starting on a
+ * character (so each is valid on its own), nulls empty. */
+static int
+string_texts(const char *str, const uint32_t *off, const uint8_t *nulls, uint32_t rows)
+{
+    unsigned bad = 0;
+    uint32_t r, total = off[rows];
+
+    if (total > 0 && (!sl_utf8_valid(str, total) || memchr(str, '\0', total) != NULL))
+        return 0;
+    for (r = 0; r < rows; r++) {
+        uint32_t len = off[r + 1] - off[r];
+        bad |= (unsigned)(nulls[r] && len != 0);
+        if (len > 0)
+            bad |= (unsigned)(((unsigned char)str[off[r]] & 0xc0) == 0x80);
+    }
     return bad == 0;
 }
 
@@ -328,7 +371,7 @@ st_column_floats(st_column *c)
 
     if (c->type != ST_FLOAT64 || c->f64 != NULL || !c->text)
         return SL_OK;
-    c->f64 = sl_xcalloc(c->rows ? c->rows : 1, sizeof *c->f64);
+    c->f64 = sl_xcalloc(c->cap ? c->cap : 1, sizeof *c->f64);
     for (r = 0; r < c->rows; r++)
         if (!c->nulls[r] &&
             st_parse_float64(c->str + c->off[r], c->off[r + 1] - c->off[r], &c->f64[r]) != SL_OK)
@@ -336,14 +379,46 @@ st_column_floats(st_column *c)
     return SL_OK;
 }
 
-sl_code
-st_column_decode(const unsigned char *p, size_t n, st_column *out)
+/* Room for `rows` rows in the arrays a decoded column of its type uses (and keeping
+ * those it has: a column is decoded into again and again by a read). */
+static void
+decode_room(st_column *c, uint32_t rows, int text)
 {
-    st_column c;
+    size_t cap = rows ? rows : 1;
+
+    if (c->cap < cap) {
+        c->nulls = sl_xreallocarray(c->nulls, cap, 1);
+        if (c->i64 != NULL)
+            c->i64 = sl_xreallocarray(c->i64, cap, sizeof *c->i64);
+        if (c->f64 != NULL)
+            c->f64 = sl_xreallocarray(c->f64, cap, sizeof *c->f64);
+        if (c->b != NULL)
+            c->b = sl_xreallocarray(c->b, cap, 1);
+        if (c->off != NULL)
+            c->off = sl_xreallocarray(c->off, cap + 1, sizeof *c->off);
+        c->cap = cap;
+    }
+    if (c->nulls == NULL)
+        c->nulls = sl_xcalloc(c->cap, 1);
+    if (c->type == ST_INT64 && c->i64 == NULL)
+        c->i64 = sl_xcalloc(c->cap, sizeof *c->i64);
+    if (c->type == ST_FLOAT64 && !text && c->f64 == NULL)
+        c->f64 = sl_xcalloc(c->cap, sizeof *c->f64);
+    if (c->type == ST_BOOL && c->b == NULL)
+        c->b = sl_xcalloc(c->cap, 1);
+    if ((c->type == ST_STRING || text) && c->off == NULL)
+        c->off = sl_xcalloc(c->cap + 1, sizeof *c->off);
+}
+
+sl_code
+st_column_decode_into(const unsigned char *p, size_t n, st_column *c)
+{
     uint32_t rows, nnull, got, r;
     size_t nb, need;
     int type, text;
+    unsigned bad = 0;
 
+    c->rows = 0;
     if (n < HEAD_BYTES || memcmp(p, CHUNK_MAGIC, 4) != 0 || p[5] > 1 || p[6] || p[7])
         return SL_EINVALID;
     type = p[4];
@@ -355,85 +430,106 @@ st_column_decode(const unsigned char *p, size_t n, st_column *out)
     if (rows > SL_ROWS_PER_GROUP || nnull > rows)
         return SL_EINVALID;
     nb = ((size_t)rows + 7) / 8;
-    st_column_init(&c, (st_type)type);
-    c.cap = rows;
-    c.nulls = sl_xcalloc(rows ? rows : 1, 1);
+    if (c->type != (st_type)type) {
+        st_column_wipe(c);
+        st_column_init(c, (st_type)type);
+    }
+    if (c->f64 != NULL && (text || c->text)) { /* floats parsed from an earlier text */
+        sodium_memzero(c->f64, c->cap * sizeof *c->f64);
+        free(c->f64);
+        c->f64 = NULL;
+    }
+    c->text = 0;
+    c->padded = 0;
+    decode_room(c, rows, text);
     p += HEAD_BYTES;
     n -= HEAD_BYTES;
     if (nnull > 0) {
-        if (n < nb || !read_bits(p, rows, c.nulls, &got) || got != nnull)
-            goto bad;
+        if (n < nb || !read_bits(p, rows, c->nulls, &got) || got != nnull)
+            return SL_EINVALID;
         p += nb;
         n -= nb;
+    } else {
+        memset(c->nulls, 0, rows);
     }
-    switch (text ? ST_STRING : c.type) {
+    switch (text ? ST_STRING : c->type) {
     case ST_INT64:
     case ST_FLOAT64:
         if (n != (size_t)rows * 8)
-            goto bad;
-        if (c.type == ST_INT64) {
-            c.i64 = sl_xcalloc(rows ? rows : 1, sizeof *c.i64);
+            return SL_EINVALID;
+        if (c->type == ST_INT64) {
             for (r = 0; r < rows; r++)
-                c.i64[r] = (int64_t)st_rd64(p + 8 * (size_t)r);
+                c->i64[r] = (int64_t)st_rd64(p + 8 * (size_t)r);
         } else {
-            c.f64 = sl_xcalloc(rows ? rows : 1, sizeof *c.f64);
             for (r = 0; r < rows; r++) {
                 uint64_t u = st_rd64(p + 8 * (size_t)r);
-                memcpy(&c.f64[r], &u, 8);
+                memcpy(&c->f64[r], &u, 8);
                 /* only finite numbers are ever stored */
-                if ((u & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL)
-                    goto bad;
+                bad |= (unsigned)((u & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL);
             }
         }
         break;
     case ST_BOOL:
-        c.b = sl_xcalloc(rows ? rows : 1, 1);
-        if (n != nb || !read_bits(p, rows, c.b, NULL))
-            goto bad;
+        if (n != nb || !read_bits(p, rows, c->b, NULL))
+            return SL_EINVALID;
         break;
     case ST_STRING:
         need = ((size_t)rows + 1) * 4;
         if (n < need)
-            goto bad;
-        c.off = sl_xcalloc((size_t)rows + 1, sizeof *c.off);
-        for (r = 0; r <= rows; r++) {
-            c.off[r] = st_rd32(p + 4 * (size_t)r);
-            if ((r == 0 && c.off[0] != 0) || (r > 0 && c.off[r] < c.off[r - 1]))
-                goto bad;
+            return SL_EINVALID;
+        for (r = 0; r <= rows; r++)
+            c->off[r] = st_rd32(p + 4 * (size_t)r);
+        bad |= (unsigned)(c->off[0] != 0);
+        for (r = 0; r < rows; r++)
+            bad |= (unsigned)(c->off[r + 1] < c->off[r]);
+        if (bad || n - need != c->off[rows])
+            return SL_EINVALID;
+        if (c->str_cap < (size_t)c->off[rows] + TEXT_PAD) {
+            if (c->str != NULL)
+                sodium_memzero(c->str, c->str_cap);
+            free(c->str);
+            c->str_cap = (size_t)c->off[rows] + TEXT_PAD;
+            c->str = sl_xmalloc(c->str_cap);
         }
-        if (n - need != c.off[rows])
-            goto bad;
-        c.str = sl_xmalloc(c.off[rows] ? c.off[rows] : 1);
-        memcpy(c.str, p + need, c.off[rows]);
-        c.str_cap = c.off[rows];
-        if (text && !float_texts(c.str, c.off, c.nulls, rows))
-            goto bad;
-        for (r = 0; !text && r < rows; r++) {
-            size_t len = c.off[r + 1] - c.off[r];
-            if (!sl_utf8_valid(c.str + c.off[r], len) ||
-                memchr(c.str + c.off[r], '\0', len) != NULL || (c.nulls[r] && len != 0))
-                goto bad;
-        }
-        c.text = text;
+        memcpy(c->str, p + need, c->off[rows]);
+        memset(c->str + c->off[rows], 0, TEXT_PAD);
+        c->padded = 1;
+        if (text ? !float_texts(c->str, c->off, c->nulls, rows)
+                 : !string_texts(c->str, c->off, c->nulls, rows))
+            return SL_EINVALID;
+        c->text = text;
         break;
     }
     /* a null row holds the zero value */
     for (r = 0; r < rows; r++) {
-        if (!c.nulls[r])
-            continue;
-        if ((c.type == ST_INT64 && c.i64[r] != 0) || (c.type == ST_BOOL && c.b[r] != 0))
-            goto bad;
-        if (c.type == ST_FLOAT64 && !c.text) {
+        unsigned z = 0;
+        if (c->type == ST_INT64)
+            z = c->i64[r] != 0;
+        else if (c->type == ST_BOOL)
+            z = c->b[r] != 0;
+        else if (c->type == ST_FLOAT64 && !c->text) {
             uint64_t u;
-            memcpy(&u, &c.f64[r], 8);
-            if (u != 0)
-                goto bad;
+            memcpy(&u, &c->f64[r], 8);
+            z = u != 0;
         }
+        bad |= c->nulls[r] & z;
     }
-    c.rows = rows;
+    if (bad)
+        return SL_EINVALID;
+    c->rows = rows;
+    return SL_OK;
+}
+
+sl_code
+st_column_decode(const unsigned char *p, size_t n, st_column *out)
+{
+    st_column c;
+
+    st_column_init(&c, ST_STRING);
+    if (st_column_decode_into(p, n, &c) != SL_OK) {
+        st_column_wipe(&c);
+        return SL_EINVALID;
+    }
     *out = c;
     return SL_OK;
-bad:
-    st_column_clear(&c);
-    return SL_EINVALID;
 }

@@ -245,28 +245,24 @@ put_i64(char *p, int64_t v)
     return o;
 }
 
-/*
- * A CSV row written straight into out: the longest its text can be is reserved once
- * (a string at most doubles with its quotes), then each value is copied or written in
- * place. The same text as the value-by-value path.
- */
-static sl_code
-csv_row(const st_column *cols, size_t ncols, uint32_t r, sl_buf *out)
+/* The longest text a CSV value of c at row r can take: a string at most doubles with its
+ * quotes; anything else is under ST_FLOAT_TEXT (and a padded column's text is copied
+ * ST_FLOAT_TEXT bytes at a time). */
+static size_t
+csv_room(const st_column *c, uint32_t r)
 {
-    size_t need = ncols + 1, i, o = 0;
-    char *p;
+    if (c->type == ST_STRING && !c->nulls[r])
+        return 2 * (size_t)(c->off[r + 1] - c->off[r]) + 2;
+    return ST_FLOAT_TEXT;
+}
 
-    for (i = 0; i < ncols; i++) {
-        const st_column *c = &cols[i];
-        if (c->nulls[r])
-            continue;
-        if (c->type == ST_STRING || (c->type == ST_FLOAT64 && c->text))
-            need += 2 * (size_t)(c->off[r + 1] - c->off[r]) + 2;
-        else
-            need += ST_FLOAT_TEXT;
-    }
-    if (sl_buf_room(out, need, &p) != SL_OK)
-        return SL_ETOOLARGE;
+/* Row r's values in CSV at p (room as csv_room says, and a byte per separator); the
+ * length written. */
+static size_t
+csv_row(const st_column *cols, size_t ncols, uint32_t r, char *p)
+{
+    size_t i, o = 0;
+
     for (i = 0; i < ncols; i++) {
         const st_column *c = &cols[i];
         if (i > 0)
@@ -279,8 +275,12 @@ csv_row(const st_column *cols, size_t ncols, uint32_t r, sl_buf *out)
             break;
         case ST_FLOAT64:
             if (c->text) {
-                memcpy(p + o, c->str + c->off[r], c->off[r + 1] - c->off[r]);
-                o += c->off[r + 1] - c->off[r];
+                size_t len = c->off[r + 1] - c->off[r];
+                if (c->padded) /* one fixed-size move: the text has room past its end */
+                    memcpy(p + o, c->str + c->off[r], ST_FLOAT_TEXT);
+                else
+                    memcpy(p + o, c->str + c->off[r], len);
+                o += len;
             } else {
                 o += st_format_float64(c->f64[r], p + o);
             }
@@ -295,6 +295,30 @@ csv_row(const st_column *cols, size_t ncols, uint32_t r, sl_buf *out)
         }
     }
     p[o++] = '\n';
+    return o;
+}
+
+/*
+ * CSV rows written straight into out: the longest their text can be is reserved once,
+ * then each value is copied or written in place. The same text as the value-by-value
+ * path.
+ */
+static sl_code
+csv_rows(const st_column *cols, size_t ncols, uint32_t from, uint32_t to, sl_buf *out)
+{
+    size_t need = 0, i, o = 0;
+    uint32_t r;
+    char *p;
+
+    for (r = from; r < to; r++) {
+        need += ncols + 1;
+        for (i = 0; i < ncols; i++)
+            need += csv_room(&cols[i], r);
+    }
+    if (sl_buf_room(out, need, &p) != SL_OK)
+        return SL_ETOOLARGE;
+    for (r = from; r < to; r++)
+        o += csv_row(cols, ncols, r, p + o);
     sl_buf_wrote(out, o);
     return SL_OK;
 }
@@ -307,11 +331,8 @@ st_out_rows(st_out f, const char *const *names, const st_column *cols, size_t nc
     uint32_t r;
     size_t i;
 
-    if (f == ST_OUT_CSV) {
-        for (r = from; r < to && rc == SL_OK; r++)
-            rc = csv_row(cols, ncols, r, out);
-        return rc;
-    }
+    if (f == ST_OUT_CSV)
+        return csv_rows(cols, ncols, from, to, out);
 
     for (r = from; r < to && rc == SL_OK; r++) {
         if (f == ST_OUT_JSONL)

@@ -40,6 +40,8 @@ struct st_reader {
     sl_err pre_err;
     uint64_t pre_rebuilt;
     st_column *pre;
+    /* each thread's buffers for reading chunks */
+    st_chunkbuf io_main, io_pre;
 };
 
 static void
@@ -69,6 +71,8 @@ st_reader_free(st_reader *r)
         st_column_wipe(&r->data[i]);
         st_column_wipe(&r->pre[i]);
     }
+    st_chunkbuf_free(&r->io_main);
+    st_chunkbuf_free(&r->io_pre);
     free(r->pre);
     free(r->cols);
     free(r->names);
@@ -120,6 +124,8 @@ st_reader_new(const st_storage *s, const cry_key *key, int64_t dataset, int64_t 
     r->pre = sl_xcalloc(r->ncols, sizeof *r->pre);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
+    st_chunkbuf_init(&r->io_main);
+    st_chunkbuf_init(&r->io_pre);
     r->want = r->ready = SIZE_MAX;
     for (i = 0; i < r->ncols; i++) {
         const json_t *c;
@@ -166,7 +172,8 @@ bad:
 /* Reads a group's projected columns into cols (either thread; storage, key and the
  * reader's fixed fields are only read). 0, or -1 with err set. */
 static int
-read_group(const st_reader *r, size_t group, st_column *cols, uint64_t *rebuilt, sl_err *err)
+read_group(const st_reader *r, size_t group, st_column *cols, st_chunkbuf *io, uint64_t *rebuilt,
+           sl_err *err)
 {
     uint32_t rows = r->group_rows[group];
     size_t i;
@@ -174,21 +181,17 @@ read_group(const st_reader *r, size_t group, st_column *cols, uint64_t *rebuilt,
     for (i = 0; i < r->ncols; i++) {
         st_place pl = {r->dataset, r->version, (uint32_t)group, (uint32_t)r->cols[i],
                        r->key_version};
-        sl_buf raw;
+        const unsigned char *raw;
+        size_t n;
         uint32_t bad;
         sl_code rc;
-        st_column_wipe(&cols[i]); /* the previous group's rows */
-        sl_buf_init(&raw, SL_MAX_CHUNK_BYTES);
-        rc = st_chunk_read(r->s, &pl, r->key, &raw, &bad, err);
+        /* decoded over the previous group's rows, in the same memory (wiped at the end) */
+        rc = st_chunk_load(r->s, &pl, r->key, io, &raw, &n, &bad, err);
         *rebuilt += (uint64_t)__builtin_popcount(bad);
-        if (rc == SL_OK &&
-            (st_column_decode((unsigned char *)raw.data, raw.len, &cols[i]) != SL_OK ||
-             cols[i].rows != rows || cols[i].type != r->types[i] ||
-             (r->fmt == ST_OUT_NPY && st_column_floats(&cols[i]) != SL_OK)))
+        if (rc == SL_OK && (st_column_decode_into(raw, n, &cols[i]) != SL_OK ||
+                            cols[i].rows != rows || cols[i].type != r->types[i] ||
+                            (r->fmt == ST_OUT_NPY && st_column_floats(&cols[i]) != SL_OK)))
             rc = sl_err_set(err, SL_EUNAVAIL, "a chunk does not decode as its manifest says");
-        if (raw.data != NULL)
-            sodium_memzero(raw.data, raw.len);
-        sl_buf_free(&raw);
         if (rc != SL_OK)
             return -1;
     }
@@ -216,7 +219,7 @@ prefetch_main(void *arg)
         pthread_mutex_unlock(&r->mu);
         sl_err_clear(&err);
         rebuilt = 0;
-        rc = read_group(r, g, dst, &rebuilt, &err);
+        rc = read_group(r, g, dst, &r->io_pre, &rebuilt, &err);
         pthread_mutex_lock(&r->mu);
         r->ready = g;
         r->pre_failed = rc != 0;
@@ -271,7 +274,7 @@ load_group(st_reader *r, sl_err *err)
         pthread_mutex_unlock(&r->mu);
     }
     if (!taken)
-        rc = read_group(r, r->group, r->data, &r->rebuilt, err);
+        rc = read_group(r, r->group, r->data, &r->io_main, &r->rebuilt, err);
     if (rc != 0)
         return -1;
     r->loaded = 1;

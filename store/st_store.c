@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "st.h"
+#include "st_int.h"
 
 /* Sealed chunks never exceed this (the encoded limit plus packing and sealing). */
 #define MAX_SEALED (SL_MAX_CHUNK_BYTES + ST_PACK_HEAD + CRY_SEAL_OVERHEAD)
@@ -410,45 +411,65 @@ read_file(const char *path, size_t max, size_t *len)
     return p;
 }
 
-/* Wipes and frees a plaintext buffer of n bytes. */
+/* Empties a plaintext buffer, wiping what it held. */
 static void
-packed_free(unsigned char *packed, size_t n)
+plain_wipe(sl_buf *plain)
 {
-    if (packed != NULL) {
-        sodium_memzero(packed, n);
-        free(packed);
+    if (plain->data != NULL)
+        sodium_memzero(plain->data, plain->len);
+    sl_buf_reset(plain);
+}
+
+/* Opens a sealed chunk of n bytes into plain (its packed plaintext); 0 or -1. */
+static int
+open_into(const cry_key *key, const unsigned char *aad, const unsigned char *in, size_t n,
+          sl_buf *plain)
+{
+    unsigned char *dst;
+
+    plain_wipe(plain);
+    if (n < CRY_SEAL_OVERHEAD || sl_buf_extend(plain, n - CRY_SEAL_OVERHEAD, &dst) != SL_OK)
+        return -1;
+    if (cry_open(key, aad, AAD_BYTES, in, n, dst) != SL_OK) {
+        plain_wipe(plain); /* what was opened before the tag failed */
+        return -1;
     }
+    return 0;
 }
 
 /*
- * Gathers a chunk's fragments, rebuilds and opens it: the sealed form in sealed, the
- * packed plaintext in *packed (malloc'd; wiped and freed by the caller). Fragments that
- * are missing or fail their CRC are set aside by the join; fragments that pass their CRC
+ * Gathers a chunk's fragments, rebuilds and opens it: the packed plaintext in plain
+ * (reset first; the caller wipes it), and the sealed form in sealed unless the chunk is
+ * one intact fragment (opened where it was read; nothing to rebuild). Fragments that are
+ * missing or fail their CRC are set aside by the join; fragments that pass their CRC
  * but make a chunk that does not authenticate (swapped or replayed files) are found by
  * leaving out one, then two, at a time, as parity allows. *bad gets a bit per fragment
  * set aside.
  */
 static sl_code
 gather_open(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf *sealed,
-            unsigned char **packed, size_t *packed_len, uint32_t *bad, sl_err *err)
+            sl_buf *plain, uint32_t *bad, sl_err *err)
 {
     unsigned char aad[AAD_BYTES];
     st_frag frags[ST_MAX_FRAGMENTS];
     char path[PATH_MAX];
     size_t max_frag = MAX_SEALED / (size_t)(s->n - s->parity) + 1 + ST_FRAG_HEAD;
     int i, a, b, k = s->n - s->parity, joined = 0;
-    unsigned char *buf;
     sl_code rc = SL_EUNAVAIL;
 
     *bad = 0;
-    *packed = NULL;
-    *packed_len = 0;
+    sl_buf_reset(sealed);
     memset(frags, 0, sizeof frags);
     for (i = 0; i < s->n; i++) {
         chunk_path(s, i, pl, path, sizeof path);
         frags[i].p = read_file(path, max_frag, &frags[i].n);
     }
     aad_of(pl, aad);
+    /* one fragment, no parity: the sealed chunk is its payload */
+    if (s->n == 1 && st_frag_check(frags[0].p, frags[0].n, 1, 0, 0) &&
+        st_rd32(frags[0].p + 8) == frags[0].n - ST_FRAG_HEAD &&
+        open_into(key, aad, frags[0].p + ST_FRAG_HEAD, frags[0].n - ST_FRAG_HEAD, plain) == 0)
+        rc = SL_OK;
     /* a = b = -1: all fragments; then each one left out; then each pair (parity >= 2) */
     for (a = -1; a < s->n && rc != SL_OK; a++) {
         /* b = -1: a alone; then a with each b after it */
@@ -467,16 +488,8 @@ gather_open(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf 
             if (st_frag_join(use, k, s->parity, sealed, &set_aside) != SL_OK)
                 continue;
             joined = 1;
-            if (sealed->len < CRY_SEAL_OVERHEAD)
+            if (open_into(key, aad, (unsigned char *)sealed->data, sealed->len, plain) != 0)
                 continue;
-            buf = sl_xmalloc(sealed->len);
-            if (cry_open(key, aad, sizeof aad, (unsigned char *)sealed->data, sealed->len, buf) !=
-                SL_OK) {
-                packed_free(buf, sealed->len); /* what was opened before the tag failed */
-                continue;
-            }
-            *packed = buf;
-            *packed_len = sealed->len - CRY_SEAL_OVERHEAD;
             *bad = set_aside | (a >= 0 ? 1u << a : 0) | (b >= 0 ? 1u << b : 0);
             rc = SL_OK;
         }
@@ -495,20 +508,56 @@ gather_open(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf 
     return rc;
 }
 
+void
+st_chunkbuf_init(st_chunkbuf *b)
+{
+    sl_buf_init(&b->sealed, MAX_SEALED);
+    sl_buf_init(&b->plain, MAX_SEALED);
+    sl_buf_init(&b->raw, SL_MAX_CHUNK_BYTES);
+}
+
+void
+st_chunkbuf_free(st_chunkbuf *b)
+{
+    plain_wipe(&b->plain);
+    plain_wipe(&b->raw);
+    sl_buf_free(&b->sealed);
+    sl_buf_free(&b->plain);
+    sl_buf_free(&b->raw);
+}
+
+sl_code
+st_chunk_load(const st_storage *s, const st_place *pl, const cry_key *key, st_chunkbuf *b,
+              const unsigned char **raw, size_t *n, uint32_t *bad, sl_err *err)
+{
+    sl_code rc;
+
+    *raw = NULL;
+    *n = 0;
+    plain_wipe(&b->raw);
+    if ((rc = gather_open(s, pl, key, &b->sealed, &b->plain, bad, err)) != SL_OK)
+        return rc;
+    if (st_unpack_view((unsigned char *)b->plain.data, b->plain.len, SL_MAX_CHUNK_BYTES, &b->raw,
+                       raw, n) != SL_OK)
+        return sl_err_set(err, SL_EUNAVAIL, "a chunk authenticates but does not unpack");
+    return SL_OK;
+}
+
 sl_code
 st_chunk_read(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf *raw,
               uint32_t *bad, sl_err *err)
 {
-    unsigned char *packed = NULL;
-    size_t plen = 0;
-    sl_buf sealed;
+    sl_buf sealed, plain;
     sl_code rc;
 
     sl_buf_init(&sealed, MAX_SEALED);
-    rc = gather_open(s, pl, key, &sealed, &packed, &plen, bad, err);
-    if (rc == SL_OK && st_unpack(packed, plen, SL_MAX_CHUNK_BYTES, raw) != SL_OK)
+    sl_buf_init(&plain, MAX_SEALED);
+    rc = gather_open(s, pl, key, &sealed, &plain, bad, err);
+    if (rc == SL_OK &&
+        st_unpack((unsigned char *)plain.data, plain.len, SL_MAX_CHUNK_BYTES, raw) != SL_OK)
         rc = sl_err_set(err, SL_EUNAVAIL, "a chunk authenticates but does not unpack");
-    packed_free(packed, plen);
+    plain_wipe(&plain);
+    sl_buf_free(&plain);
     sl_buf_free(&sealed);
     return rc;
 }
@@ -517,20 +566,20 @@ sl_code
 st_chunk_scrub(const st_storage *s, const st_place *pl, const cry_key *key, uint32_t *repaired,
                sl_err *err)
 {
-    unsigned char *packed = NULL;
     st_frag frags[ST_MAX_FRAGMENTS];
     char path[PATH_MAX];
-    size_t plen = 0;
     uint32_t bad = 0;
-    sl_buf sealed;
+    sl_buf sealed, plain;
     sl_code rc;
     int i;
 
     *repaired = 0;
     memset(frags, 0, sizeof frags);
     sl_buf_init(&sealed, MAX_SEALED);
-    rc = gather_open(s, pl, key, &sealed, &packed, &plen, &bad, err);
-    packed_free(packed, plen);
+    sl_buf_init(&plain, MAX_SEALED);
+    rc = gather_open(s, pl, key, &sealed, &plain, &bad, err);
+    plain_wipe(&plain);
+    sl_buf_free(&plain);
     if (rc != SL_OK || bad == 0)
         goto out;
     /* the same sealed bytes split the same way: the set-aside fragments made anew */

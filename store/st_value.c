@@ -153,7 +153,7 @@ typedef struct {
 } num_text;
 
 /* 1 when p[0..8) are eight ASCII digits (Lemire's test, a word at a time). */
-static int
+static inline int
 eight_digits(const char *p)
 {
     uint64_t v;
@@ -181,7 +181,7 @@ eight_value(const char *p)
 }
 
 /* A run of digits from p[i]: accumulated into *w; the index after it. */
-static size_t
+static inline __attribute__((always_inline)) size_t
 digit_run(const char *p, size_t i, size_t n, uint64_t *w)
 {
     while (n - i >= 8 && eight_digits(p + i)) {

@@ -27,8 +27,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          memcmp(raw.data, data + ST_FRAG_HEAD, raw.len) != 0))
         __builtin_trap();
     sl_buf_reset(&raw);
-    if (st_unpack(data, size, 1 << 20, &raw) == SL_OK && raw.len > (1 << 20))
-        __builtin_trap();
+    /* the unpacker bounded, and its copy-free form agreeing with it */
+    {
+        sl_buf scratch;
+        const unsigned char *view = NULL;
+        size_t vlen = 0;
+        int ok = st_unpack(data, size, 1 << 20, &raw) == SL_OK;
+        sl_buf_init(&scratch, 1 << 20);
+        if ((ok && raw.len > (1 << 20)) ||
+            ok != (st_unpack_view(data, size, 1 << 20, &scratch, &view, &vlen) == SL_OK) ||
+            (ok && (vlen != raw.len || (vlen > 0 && memcmp(view, raw.data, vlen) != 0))))
+            __builtin_trap();
+        sl_buf_free(&scratch);
+    }
     sl_buf_free(&raw);
     if (st_column_decode(data, size, &c) != SL_OK)
         return 0;
@@ -36,7 +47,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (st_column_encode(&c, &again) != SL_OK || again.len != size ||
         memcmp(again.data, data, size) != 0)
         __builtin_trap();
+    /* decoded again into the same memory (as a read does, group after group): the same */
+    if (st_column_decode_into(data, size, &c) != SL_OK)
+        __builtin_trap();
+    sl_buf_reset(&again);
+    if (st_column_encode(&c, &again) != SL_OK || again.len != size ||
+        memcmp(again.data, data, size) != 0)
+        __builtin_trap();
     sl_buf_free(&again);
-    st_column_clear(&c);
+    st_column_wipe(&c);
     return 0;
 }
