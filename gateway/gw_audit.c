@@ -79,6 +79,15 @@ struct gw_audit {
     int64_t batch_start_ns; /* when the batch in flight began */
     int64_t last_seq;       /* the last head this writer signed (0: read it from the database) */
     unsigned char last_hash[CRY_HASH_BYTES];
+    /* the last batch sent to be appended: its last seq and hash (0: none yet) */
+    int64_t sent_seq;
+    unsigned char sent_hash[CRY_HASH_BYTES];
+    /* a batch whose commit went unanswered (the connection broke): it may be in the trail
+     * or not; its items stay WRITING until the trail says which */
+    item **doubt;
+    size_t ndoubt;
+    int64_t doubt_seq;
+    unsigned char doubt_hash[CRY_HASH_BYTES];
     int stopping;
     int healthy;
     char *conninfo;
@@ -430,6 +439,8 @@ write_batch(gw_audit *a, item **batch, size_t n, const db_auth_claims *claims, s
 
     if (a->last_seq > 0) {
         stamp(a, batch, n, a->last_seq, a->last_hash, rows, canon, &cp, last);
+        a->sent_seq = cp.seq;
+        memcpy(a->sent_hash, last, CRY_HASH_BYTES);
         rc = db_audit_append(a->conn, rows, n, &cp, a->last_seq, a->last_hash, claims, &stale, err);
         if (rc != SL_OK)
             goto out;
@@ -442,6 +453,8 @@ write_batch(gw_audit *a, item **batch, size_t n, const db_auth_claims *claims, s
             goto out;
         }
         stamp(a, batch, n, seq, head, rows, canon, &cp, last);
+        a->sent_seq = cp.seq;
+        memcpy(a->sent_hash, last, CRY_HASH_BYTES);
         rc = db_audit_append(a->conn, rows, n, &cp, 0, NULL, claims, &stale, err);
         if (rc == SL_OK && stale)
             rc = sl_err_set(err, SL_EINTERNAL, "audit batch not appended");
@@ -616,6 +629,124 @@ requeue_answered(gw_audit *a, item *it)
     a->depth++;
 }
 
+/*
+ * A batch committed (the lock is held): its items go to the notifier, which tells their
+ * requests while this thread writes the next batch (items stay WRITING until then, so no
+ * request frees one the notifier still holds); items whose request gave up get a
+ * correction; stale items (never written) are made anew or their 503 recorded.
+ */
+static void
+batch_done(gw_audit *a, item **batch, size_t n, item **stale, size_t nstale)
+{
+    wake *w = sl_xcalloc(1, sizeof *w);
+    size_t i;
+
+    w->items = sl_xcalloc(n + nstale ? n + nstale : 1, sizeof *w->items);
+    for (i = 0; i < n; i++) {
+        if (batch[i]->abandoned)
+            late_commit(a, batch[i]);
+        else if (batch[i]->w != NULL)
+            w->items[w->n++] = batch[i];
+        else
+            item_free(batch[i]);
+    }
+    for (i = 0; i < nstale; i++) {
+        stale[i]->outcome = SL_EAUTH;
+        if (stale[i]->w != NULL && !stale[i]->abandoned)
+            w->items[w->n++] = stale[i];
+        else
+            requeue_answered(a, stale[i]);
+    }
+    if (a->wake_tail)
+        a->wake_tail->next = w;
+    else
+        a->wake_head = w;
+    a->wake_tail = w;
+    pthread_cond_signal(&a->wake_cv);
+}
+
+/* A batch not written goes back in front of the queue, in order (the lock is held):
+ * nothing is dropped. */
+static void
+batch_back(gw_audit *a, item **batch, size_t n)
+{
+    size_t i;
+
+    for (i = n; i-- > 0;) {
+        batch[i]->state = QUEUED;
+        if (batch[i]->abandoned) {
+            rewrite_unavailable(batch[i]);
+            batch[i]->abandoned = 0;
+        }
+        batch[i]->next = a->head;
+        a->head = batch[i];
+        if (a->tail == NULL)
+            a->tail = batch[i];
+        a->depth++;
+    }
+    pthread_cond_signal(&a->wake_cv); /* some may be past their bound now */
+}
+
+/* After a failure: the connection dropped if broken, then a pause that doubles up to a
+ * second. 0 when the drain time is over and the writer must stop. */
+static int
+back_off(gw_audit *a, int *backoff_ms)
+{
+    struct timespec ts = {*backoff_ms / 1000, (long)(*backoff_ms % 1000) * 1000000L};
+    int go_on;
+
+    if (a->conn != NULL && PQstatus(a->conn) != CONNECTION_OK) {
+        PQfinish(a->conn);
+        a->conn = NULL;
+    }
+    nanosleep(&ts, NULL);
+    *backoff_ms = *backoff_ms * 2 > 1000 ? 1000 : *backoff_ms * 2;
+    pthread_mutex_lock(&a->lock);
+    go_on = a->stopping != 2; /* drain time is over */
+    pthread_mutex_unlock(&a->lock);
+    return go_on;
+}
+
+/*
+ * Settles a batch whose commit went unanswered, before anything else is written: the
+ * event at its last seq is looked up, and if it holds the hash the batch would have given
+ * it, the batch is in the trail (its requests are told so; those that gave up meanwhile
+ * get a correction); otherwise it goes back to the queue and is written again. Without
+ * this, a commit whose reply was lost wrote its events twice. 0 while the database
+ * cannot say (retried after a pause).
+ */
+static int
+settle_doubt(gw_audit *a)
+{
+    unsigned char h[CRY_HASH_BYTES];
+    int found = 0, in_trail;
+    sl_err err;
+
+    sl_err_clear(&err);
+    if (!ensure_conn(a) || db_audit_hash_at(a->conn, a->doubt_seq, h, &found, &err) != SL_OK)
+        return 0;
+    in_trail = found && memcmp(h, a->doubt_hash, CRY_HASH_BYTES) == 0;
+    pthread_mutex_lock(&a->lock);
+    if (in_trail) {
+        batch_done(a, a->doubt, a->ndoubt, NULL, 0);
+        a->last_seq = a->doubt_seq;
+        memcpy(a->last_hash, a->doubt_hash, CRY_HASH_BYTES);
+        a->healthy = 1;
+    } else {
+        batch_back(a, a->doubt, a->ndoubt);
+    }
+    sl_info("audit trail: a batch of %zu events whose commit went unanswered is %s", a->ndoubt,
+            in_trail ? "in the trail" : "not in the trail: written again");
+    if (in_trail) {
+        atomic_fetch_add(&gw_stats.audit_commits, 1);
+        atomic_fetch_add(&gw_stats.audit_events, (long)a->ndoubt);
+    }
+    a->ndoubt = 0;
+    pthread_cond_broadcast(&a->done);
+    pthread_mutex_unlock(&a->lock);
+    return 1;
+}
+
 static void *
 writer_main(void *arg)
 {
@@ -625,12 +756,23 @@ writer_main(void *arg)
     int backoff_ms = 50;
     size_t last_n = 0;
 
+    a->doubt = sl_xcalloc(SL_AUDIT_BATCH_MAX, sizeof *a->doubt);
     for (;;) {
-        size_t n = 0, nstale = 0, i;
+        size_t n = 0, nstale = 0;
         sl_err err;
         int64_t t0;
         sl_code rc;
+        int doubtful;
 
+        if (a->ndoubt > 0) {
+            if (settle_doubt(a)) {
+                backoff_ms = 50;
+                continue;
+            }
+            if (!back_off(a, &backoff_ms))
+                break;
+            continue;
+        }
         pthread_mutex_lock(&a->lock);
         while (a->head == NULL && a->overflow == 0 && !a->stopping) {
             struct timespec until;
@@ -683,58 +825,28 @@ writer_main(void *arg)
 
         t0 = sl_mono_ns();
         sl_err_clear(&err);
+        a->sent_seq = 0;
         rc = ensure_conn(a) ? write_checked(a, batch, &n, stale, &nstale, &err)
                             : sl_err_set(&err, SL_EUNAVAIL, "database unavailable");
+        /* the connection broke with a batch sent: its commit may have happened */
+        doubtful = rc != SL_OK && rc != SL_EAUTH && a->sent_seq > 0 && n > 0 &&
+                   (a->conn == NULL || PQstatus(a->conn) != CONNECTION_OK);
         pthread_mutex_lock(&a->lock);
         a->inflight = 0;
-        if (rc == SL_OK || nstale > 0) {
-            /* Waking each request is a system call; the notifier does it while this thread
-             * writes the next batch. Items stay WRITING until then, so no request frees one
-             * the notifier still holds. */
-            wake *w = sl_xcalloc(1, sizeof *w);
-            w->items = sl_xcalloc(n + nstale, sizeof *w->items);
-            for (i = 0; rc == SL_OK && i < n; i++) {
-                if (batch[i]->abandoned)
-                    late_commit(a, batch[i]);
-                else if (batch[i]->w != NULL)
-                    w->items[w->n++] = batch[i];
-                else
-                    item_free(batch[i]);
-            }
-            /* never written: their requests are made anew, or their 503 recorded */
-            for (i = 0; i < nstale; i++) {
-                stale[i]->outcome = SL_EAUTH;
-                if (stale[i]->w != NULL && !stale[i]->abandoned)
-                    w->items[w->n++] = stale[i];
-                else
-                    requeue_answered(a, stale[i]);
-            }
-            if (a->wake_tail)
-                a->wake_tail->next = w;
-            else
-                a->wake_head = w;
-            a->wake_tail = w;
-            pthread_cond_signal(&a->wake_cv);
-        }
+        if (rc == SL_OK || nstale > 0)
+            batch_done(a, batch, rc == SL_OK ? n : 0, stale, nstale);
         if (rc == SL_OK) {
             a->healthy = 1;
             backoff_ms = 50;
-        } else {
-            /* put the batch back in front, in order: nothing is dropped */
-            for (i = n; i-- > 0;) {
-                batch[i]->state = QUEUED;
-                if (batch[i]->abandoned) {
-                    rewrite_unavailable(batch[i]);
-                    batch[i]->abandoned = 0;
-                }
-                batch[i]->next = a->head;
-                a->head = batch[i];
-                if (a->tail == NULL)
-                    a->tail = batch[i];
-                a->depth++;
-            }
+        } else if (doubtful) {
+            memcpy(a->doubt, batch, n * sizeof *batch);
+            a->ndoubt = n;
+            a->doubt_seq = a->sent_seq;
+            memcpy(a->doubt_hash, a->sent_hash, CRY_HASH_BYTES);
             a->healthy = 0;
-            pthread_cond_signal(&a->wake_cv); /* some may be past their bound now */
+        } else {
+            batch_back(a, batch, n);
+            a->healthy = 0;
         }
         pthread_cond_broadcast(&a->done);
         pthread_mutex_unlock(&a->lock);
@@ -744,23 +856,20 @@ writer_main(void *arg)
             gw_metrics_observe(gw_stats.audit_lat, &gw_stats.audit_lat_sum_us,
                                (sl_mono_ns() - t0) / 1000);
         } else {
-            struct timespec ts = {backoff_ms / 1000, (long)(backoff_ms % 1000) * 1000000L};
             atomic_fetch_add(&gw_stats.audit_failures, 1);
-            sl_warn("audit trail: could not commit %zu events: %s (%s)", n, err.msg, err.detail);
-            if (a->conn != NULL && PQstatus(a->conn) != CONNECTION_OK) {
-                PQfinish(a->conn);
-                a->conn = NULL;
-            }
-            nanosleep(&ts, NULL);
-            backoff_ms = backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2;
-            pthread_mutex_lock(&a->lock);
-            if (a->stopping == 2) { /* drain time is over */
-                pthread_mutex_unlock(&a->lock);
+            sl_warn("audit trail: could not commit %zu events%s: %s (%s)", n,
+                    doubtful ? " (or their commit's answer was lost)" : "", err.msg, err.detail);
+            if (!back_off(a, &backoff_ms))
                 break;
-            }
-            pthread_mutex_unlock(&a->lock);
         }
     }
+    /* stopped with a batch unsettled: back in the queue, with what was never written */
+    pthread_mutex_lock(&a->lock);
+    batch_back(a, a->doubt, a->ndoubt);
+    a->ndoubt = 0;
+    pthread_mutex_unlock(&a->lock);
+    free(a->doubt);
+    a->doubt = NULL;
     free(batch);
     free(stale);
     return NULL;
@@ -1123,7 +1232,8 @@ gw_audit_stop(gw_audit *a, int drain_ms)
     pthread_mutex_lock(&a->lock);
     a->stopping = 1;
     pthread_cond_broadcast(&a->work);
-    while ((a->head != NULL || a->overflow > 0 || a->inflight || a->wake_head != NULL) &&
+    while ((a->head != NULL || a->overflow > 0 || a->inflight || a->ndoubt > 0 ||
+            a->wake_head != NULL) &&
            sl_mono_ns() < end) {
         struct timespec until;
         sl_deadline_ms(&until, 100);

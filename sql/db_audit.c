@@ -135,6 +135,28 @@ db_audit_prepare(PGconn *c, sl_err *err)
 }
 
 sl_code
+db_audit_hash_at(PGconn *c, int64_t seq, unsigned char hash[32], int *found, sl_err *err)
+{
+    char seqs[24];
+    const char *vals[1] = {seqs};
+    PGresult *r;
+
+    *found = 0;
+    memset(hash, 0, 32);
+    snprintf(seqs, sizeof seqs, "%lld", (long long)seq);
+    r = PQexecParams(c, "SELECT encode(hash, 'hex') FROM audit_events WHERE seq = $1::bigint", 1,
+                     NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return pgfail(err, c, r, "audit hash at a seq");
+    if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
+        *found = 1;
+        db_unhex32(PQgetvalue(r, 0, 0), hash);
+    }
+    PQclear(r);
+    return SL_OK;
+}
+
+sl_code
 db_audit_begin(PGconn *c, int64_t *seq, unsigned char hash[32], db_checkpoint *cp, int *cp_found,
                sl_err *err)
 {

@@ -10,6 +10,9 @@ comes back, and when it is stopped with requests in flight.
   trail verifies.
 - SIGTERM with whoami loops in flight: exit status 0 within 30 s, every answered request
   is in the trail, and the embedded PostgreSQL is stopped (no postmaster.pid).
+- The audit writer's connection cut (by a proxy in front of PostgreSQL) just after a
+  batch committed, before the answer reached it, and just before a batch committed: the
+  request is answered 200 and its event is in the trail exactly once either way.
 
 Run: SLUICE_BIN=.../bin/sluice /usr/bin/python3 -m unittest -v test_resilience
 """
@@ -17,7 +20,12 @@ import collections
 import os
 import re
 import secrets
+import shutil
+import signal
+import socket
+import struct
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -271,8 +279,6 @@ class ShutdownTest(unittest.TestCase):
             srv.close()
 
 
-if __name__ == "__main__":
-    unittest.main()
 
 
 class StalledWriterTest(unittest.TestCase):
@@ -312,3 +318,175 @@ class StalledWriterTest(unittest.TestCase):
                     self.assertEqual(mine[-1]["detail"]["corrects_seq"], mine[0]["seq"])
             v = s.request("GET", "/v1/audit/verify").json()
             self.assertTrue(v["ok"], v)
+
+
+class PgProxy:
+    """A Unix-socket proxy in front of PostgreSQL. Armed, it cuts the audit writer's
+    connection once: "after_commit" when the server has committed an append (its
+    ReadyForQuery, idle, follows the INSERT) but before any of that answer is passed on;
+    "before_commit" instead of passing on the writer's next Bind (nothing of the batch
+    reaches the server: an explicit COMMIT in a pipeline commits before its Sync)."""
+
+    def __init__(self, target):
+        self.target = target
+        self.dir = tempfile.mkdtemp(prefix="slp-", dir="/tmp")
+        os.chmod(self.dir, 0o755)  # the gateway connects as its unprivileged user
+        self.path = os.path.join(self.dir, ".s.PGSQL.5432")
+        self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.lsock.bind(self.path)
+        os.chmod(self.path, 0o777)
+        self.lsock.listen(64)
+        self.lock = threading.Lock()
+        self.mode = None
+        self.cuts = []
+        self.closing = False
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def arm(self, mode):
+        with self.lock:
+            self.mode = mode
+
+    def take(self, mode):
+        """The armed mode is used up by the first connection that gets to it."""
+        with self.lock:
+            if self.mode != mode:
+                return False
+            self.mode = None
+            self.cuts.append(mode)
+            return True
+
+    def close(self):
+        self.closing = True
+        self.lsock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def accept_loop(self):
+        while not self.closing:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.target)
+            conn = {"writer": False, "dead": False}
+            threading.Thread(target=self.client_to_server, args=(c, s, conn), daemon=True).start()
+            threading.Thread(target=self.server_to_client, args=(c, s, conn), daemon=True).start()
+
+    @staticmethod
+    def cut(c, s, conn):
+        conn["dead"] = True
+        for x in (c, s):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            x.close()
+
+    @staticmethod
+    def messages(buf, startup):
+        """Complete messages at the front of buf: (type, body, raw) each, and the rest."""
+        out = []
+        while True:
+            if startup:  # the startup packet has no type byte
+                if len(buf) < 4:
+                    break
+                n = struct.unpack("!I", buf[:4])[0]
+                if len(buf) < n:
+                    break
+                out.append((b"", buf[4:n], buf[:n]))
+                buf = buf[n:]
+                startup = False
+                continue
+            if len(buf) < 5:
+                break
+            n = struct.unpack("!I", buf[1:5])[0]
+            if len(buf) < 1 + n:
+                break
+            out.append((buf[:1], buf[5:1 + n], buf[:1 + n]))
+            buf = buf[1 + n:]
+        return out, buf
+
+    def client_to_server(self, c, s, conn):
+        buf, startup = b"", True
+        try:
+            while not conn["dead"]:
+                data = c.recv(65536)
+                if not data:
+                    break
+                buf += data
+                msgs, buf = self.messages(buf, startup)
+                startup = False if msgs else startup
+                for t, body, raw in msgs:
+                    if b"sluice audit writer" in body:
+                        conn["writer"] = True
+                    if conn["writer"] and t == b"B" and self.take("before_commit"):
+                        self.cut(c, s, conn)
+                        return
+                    s.sendall(raw)
+        except OSError:
+            pass
+        if not conn["dead"]:
+            self.cut(c, s, conn)
+
+    def server_to_client(self, c, s, conn):
+        buf, held = b"", None
+        try:
+            while not conn["dead"]:
+                data = s.recv(65536)
+                if not data:
+                    break
+                buf += data
+                msgs, buf = self.messages(buf, False)
+                for t, body, raw in msgs:
+                    if held is None and conn["writer"] and t == b"C" and body.startswith(b"INSERT") \
+                            and self.mode == "after_commit":
+                        held = []
+                    if held is None:
+                        c.sendall(raw)
+                        continue
+                    held.append(raw)
+                    if t == b"Z":
+                        if body == b"I" and self.take("after_commit"):
+                            self.cut(c, s, conn)  # committed; the answer never arrives
+                            return
+                        for h in held:
+                            c.sendall(h)
+                        held = None
+        except OSError:
+            pass
+        if not conn["dead"]:
+            self.cut(c, s, conn)
+
+
+class LostCommitAnswerTest(unittest.TestCase):
+    """A batch whose commit's answer is lost is looked up in the trail, not written again."""
+
+    def test_event_written_once_when_the_commit_answer_is_lost(self):
+        with Server() as s:
+            s.stop()  # the embedded cluster stops with the gateway; start it alone
+            self.assertEqual(s.pg_ctl("start"), 0)
+            proxy = PgProxy(os.path.join(s.dir, "pg", "run", ".s.PGSQL.5432"))
+            try:
+                s.start(extra=("--db", "host=%s dbname=sluice user=sluice_admin connect_timeout=5"
+                               % proxy.dir))
+                self.assertEqual(s.request("GET", "/v1/whoami").status, 200)
+                for mode in ("after_commit", "before_commit"):
+                    rid = "lost-%s-%s" % (mode, secrets.token_hex(4))
+                    proxy.arm(mode)
+                    r = s.request("GET", "/v1/whoami", headers={"X-Request-Id": rid})
+                    self.assertEqual(r.status, 200, (mode, r))
+                    self.assertEqual(proxy.cuts[-1:], [mode], "the proxy did not cut the writer")
+                    mine = [e for e in s.events() if e["request_id"] == rid]
+                    self.assertEqual(len(mine), 1, (mode, mine))
+                    self.assertEqual(mine[0]["status"], 200)
+                self.assertIn("commit went unanswered is in the trail", s.read_log())
+                self.assertIn("not in the trail: written again", s.read_log())
+                v = s.request("GET", "/v1/audit/verify").json()
+                self.assertTrue(v["ok"], v)
+            finally:
+                s.stop()
+                proxy.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
