@@ -933,7 +933,7 @@ send_answer(gw_req *r)
         /* a piece: a slice of rows (about a MiB; 16 records of the largest size past it) */
         sl_buf_init(&st->pending, (size_t)1 << 30);
         r->streaming = 0; /* ownership moves to the response */
-        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 256 * 1024, stream_read, st,
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, st,
                                                  stream_free);
     } else {
         wiped *w = sl_xmalloc(sizeof *w);
@@ -1594,7 +1594,7 @@ gw_serve(gw_config *cfg)
         cert, MHD_OPTION_HTTPS_PRIORITIES, GW_TLS_PRIORITIES, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(SL_MAX_HEADER_BYTES + 256 * 1024), MHD_OPTION_URI_LOG_CALLBACK, uri_log, s,
+        (size_t)(SL_MAX_HEADER_BYTES + 16 * 1024), MHD_OPTION_URI_LOG_CALLBACK, uri_log, s,
         MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_NOTIFY_CONNECTION, connection_notify,
         s, MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
         NULL, MHD_OPTION_END);

@@ -18,6 +18,7 @@
  */
 #include "st.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -186,6 +187,9 @@ st_ingest_free(st_ingest *g)
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);
     free(g);
+    /* an upload's buffers came from its writers' malloc arenas: give them back, or the
+     * process keeps the largest upload's memory for good */
+    malloc_trim(0);
 }
 
 /* The header, read by the first group's writer: the columns named, checked against the

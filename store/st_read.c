@@ -4,6 +4,7 @@
  * rows and formatted. While one group is formatted and sent, a second thread reads and
  * decodes the next, so at most two groups of the projected columns are in memory.
  */
+#include <malloc.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -80,6 +81,7 @@ st_reader_free(st_reader *r)
     free(r->data);
     free(r->group_rows);
     free(r);
+    malloc_trim(0); /* the read's groups, most from the read-ahead thread's arena */
 }
 
 uint64_t
