@@ -331,13 +331,20 @@ canonical(const num_text *t, const char *p, size_t n, double v)
         te++;
     }
     memcpy(&bits, &v, sizeof bits);
-    shortest(bits & ~(1ULL << 63), &d, &exp10);
-    while (d % 10 == 0) {
-        d /= 10;
-        exp10++;
+    if ((bits >> 52 & 0x7ff) != 0 && tw < 1000000000000000ULL) {
+        /* at most 15 digits (DBL_DIG) of a normal double: the only decimal of that many
+         * digits that reads as v, so the shortest one: no need to compute it */
+        d = tw;
+        exp10 = (int)te;
+    } else {
+        shortest(bits & ~(1ULL << 63), &d, &exp10);
+        while (d % 10 == 0) {
+            d /= 10;
+            exp10++;
+        }
+        if (d != tw || exp10 != te)
+            return 0;
     }
-    if (d != tw || exp10 != te)
-        return 0;
     nd = decimal_digits(d);
     x = exp10 + nd - 1;      /* the power of ten of the first digit */
     if (x < -4 || x >= 16) { /* d.ddde+XX */

@@ -484,6 +484,30 @@ float64_formatting_matches_reference(void **state)
         check_against_reference((double)(xorshift(&seed) % (1ULL << 53)));
         check_against_reference((double)(xorshift(&seed) >> 11) / (double)(1ULL << 53));
     }
+    /* the canonical verdict for texts of 1 to 17 digits over the whole range, written
+     * d.ddde+XX, as 0.ddd and as their value prints: canonical exactly when the value
+     * prints as the text (up to 15 digits of a normal double skip the shortest search) */
+    for (i = 0; i < 200000; i++) {
+        char dig[24], text[64], back[ST_FLOAT_TEXT];
+        int k = 1 + (int)(xorshift(&seed) % 17), ex = (int)(xorshift(&seed) % 660) - 340, c;
+        double d;
+        snprintf(dig, sizeof dig, "%017llu",
+                 (unsigned long long)(xorshift(&seed) % 100000000000000000ULL));
+        dig[k] = '\0';
+        if (i % 3 == 0)
+            snprintf(text, sizeof text, "%c.%se%c%02d", dig[0], dig + 1, ex < 0 ? '-' : '+',
+                     ex < 0 ? -ex : ex);
+        else if (i % 3 == 1)
+            snprintf(text, sizeof text, "0.%s", dig);
+        else if (snprintf(text, sizeof text, "%se%d", dig, ex % 24),
+                 st_parse_float64(text, strlen(text), &d) == SL_OK)
+            st_format_float64(d, text);
+        if (st_parse_float64_text(text, strlen(text), &d, &c) != SL_OK)
+            continue;
+        st_format_float64(d, back);
+        if (c != (strcmp(text, back) == 0))
+            fail_msg("\"%s\": canonical %d, but it prints as \"%s\"", text, c, back);
+    }
     /* the parser against glibc's strtod: long significands over the whole range */
     for (i = 0; i < 300000; i++) {
         char text[64];
