@@ -77,9 +77,13 @@ typedef struct {
     size_t len;
     size_t cap;
     size_t max;
+    int wiped; /* growing wipes the block it leaves (sl_buf_init_wiped) */
 } sl_buf;
 
 void sl_buf_init(sl_buf *b, size_t max);
+/* The same for a buffer of plaintext: a block left behind by growing is wiped first
+ * (emptying and freeing remain the owner's to wipe). */
+void sl_buf_init_wiped(sl_buf *b, size_t max);
 void sl_buf_free(sl_buf *b);
 void sl_buf_reset(sl_buf *b);
 sl_code sl_buf_append(sl_buf *b, const void *p, size_t n) SL_WUR;
@@ -99,6 +103,9 @@ void *sl_xmalloc(size_t n);
 void *sl_xcalloc(size_t n, size_t size);
 /* Resizes p to n elements of size bytes (overflow-checked). */
 void *sl_xreallocarray(void *p, size_t n, size_t size);
+/* The same for plaintext: p (old elements) moves to a new block and the old one is wiped
+ * before it is freed, so no copy of the data stays in freed memory. */
+void *sl_xreallocarray_wiped(void *p, size_t old, size_t n, size_t size);
 char *sl_xstrdup(const char *s);
 
 /* Names of principals, datasets, policies: ^[a-z][a-z0-9_.-]{0,62}$ */

@@ -14,6 +14,14 @@ sl_buf_init(sl_buf *b, size_t max)
     b->len = 0;
     b->cap = 0;
     b->max = max;
+    b->wiped = 0;
+}
+
+void
+sl_buf_init_wiped(sl_buf *b, size_t max)
+{
+    sl_buf_init(b, max);
+    b->wiped = 1;
 }
 
 void
@@ -50,9 +58,13 @@ reserve(sl_buf *b, size_t extra)
         cap *= 2;
     if (cap > b->max + 1)
         cap = b->max + 1;
-    p = realloc(b->data, cap);
-    if (p == NULL)
-        sl_panic("out of memory growing a buffer to %zu bytes", cap);
+    if (b->wiped) {
+        p = sl_xreallocarray_wiped(b->data, b->cap, cap, 1);
+    } else {
+        p = realloc(b->data, cap);
+        if (p == NULL)
+            sl_panic("out of memory growing a buffer to %zu bytes", cap);
+    }
     b->data = p;
     b->cap = cap;
     return SL_OK;

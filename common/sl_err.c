@@ -166,6 +166,25 @@ sl_xreallocarray(void *p, size_t n, size_t size)
     return q;
 }
 
+void *
+sl_xreallocarray_wiped(void *p, size_t old, size_t n, size_t size)
+{
+    void *q;
+    size_t keep;
+
+    if (size != 0 && (n > SIZE_MAX / size || old > SIZE_MAX / size))
+        sl_panic("allocation of %zu x %zu bytes overflows", n, size);
+    q = sl_xmalloc(n * size > 0 ? n * size : 1);
+    keep = (old < n ? old : n) * size;
+    if (p != NULL) {
+        if (keep > 0)
+            memcpy(q, p, keep);
+        explicit_bzero(p, old * size);
+        free(p);
+    }
+    return q;
+}
+
 char *
 sl_xstrdup(const char *s)
 {

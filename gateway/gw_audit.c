@@ -88,6 +88,7 @@ struct gw_audit {
     size_t ndoubt;
     int64_t doubt_seq;
     unsigned char doubt_hash[CRY_HASH_BYTES];
+    int doubt_pid; /* the broken session's backend */
     int stopping;
     int healthy;
     char *conninfo;
@@ -444,6 +445,8 @@ write_batch(gw_audit *a, item **batch, size_t n, const db_auth_claims *claims, s
         rc = db_audit_append(a->conn, rows, n, &cp, a->last_seq, a->last_hash, claims, &stale, err);
         if (rc != SL_OK)
             goto out;
+        if (stale)
+            a->sent_seq = 0; /* the head had moved: nothing of it was written */
     }
     if (stale) {
         if ((rc = db_audit_begin(a->conn, &seq, head, &prev_cp, &found, err)) != SL_OK)
@@ -590,6 +593,7 @@ write_checked(gw_audit *a, item **batch, size_t *n, item **stale, size_t *nstale
         rc = write_batch(a, batch, *n, &cl, err);
         if (rc != SL_EAUTH)
             break;
+        a->sent_seq = 0; /* a claim failed: nothing of the batch was written */
         sl_err_clear(err);
         if ((rc = db_auth_stale(a->conn, &cl, bad, err)) != SL_OK)
             break;
@@ -723,8 +727,10 @@ settle_doubt(gw_audit *a)
     sl_err err;
 
     sl_err_clear(&err);
-    if (!ensure_conn(a) || db_audit_hash_at(a->conn, a->doubt_seq, h, &found, &err) != SL_OK)
+    if (!ensure_conn(a) ||
+        db_audit_hash_at(a->conn, a->doubt_seq, a->doubt_pid, h, &found, &err) != SL_OK)
         return 0;
+    a->doubt_pid = 0;
     in_trail = found && memcmp(h, a->doubt_hash, CRY_HASH_BYTES) == 0;
     pthread_mutex_lock(&a->lock);
     if (in_trail) {
@@ -843,6 +849,7 @@ writer_main(void *arg)
             a->ndoubt = n;
             a->doubt_seq = a->sent_seq;
             memcpy(a->doubt_hash, a->sent_hash, CRY_HASH_BYTES);
+            a->doubt_pid = a->conn != NULL ? PQbackendPID(a->conn) : 0;
             a->healthy = 0;
         } else {
             batch_back(a, batch, n);
@@ -863,11 +870,23 @@ writer_main(void *arg)
                 break;
         }
     }
-    /* stopped with a batch unsettled: back in the queue, with what was never written */
-    pthread_mutex_lock(&a->lock);
-    batch_back(a, a->doubt, a->ndoubt);
-    a->ndoubt = 0;
-    pthread_mutex_unlock(&a->lock);
+    /* stopped with a batch unsettled: one last look; if the trail still cannot say, the
+     * requests are answered 503 with the rest, and the operator is told that their events
+     * may be in the trail all the same */
+    if (a->ndoubt > 0 && !settle_doubt(a)) {
+        size_t i;
+        for (i = 0; i < a->ndoubt; i++) {
+            json_t *e = item_event(a->doubt[i]);
+            sl_error("audit trail: stopping without knowing whether the event of request %s "
+                     "(seq %lld or before) was committed; its request is answered 503",
+                     json_string_value(json_object_get(e, "request_id")), (long long)a->doubt_seq);
+            json_decref(e);
+        }
+        pthread_mutex_lock(&a->lock);
+        batch_back(a, a->doubt, a->ndoubt);
+        a->ndoubt = 0;
+        pthread_mutex_unlock(&a->lock);
+    }
     free(a->doubt);
     a->doubt = NULL;
     free(batch);

@@ -826,7 +826,7 @@ gw_h_version_rows(gw_req *r)
     if (!projection(r, json_object_get(v.manifest, "columns"), fmt, &cols, &ncols))
         goto out;
     s = sl_xcalloc(1, sizeof *s);
-    sl_buf_init(&s->first, (size_t)SL_MAX_CHUNK_BYTES * 2);
+    sl_buf_init_wiped(&s->first, (size_t)SL_MAX_CHUNK_BYTES * 2);
     s->audit = r->srv->audit;
     if ((rc = version_key(r, &v, &s->key, &err)) != SL_OK)
         goto fail;

@@ -179,7 +179,7 @@ set_body(gw_req *r, int status, const char *ctype, const char *text, size_t n)
     if (r->out.data != NULL)
         sodium_memzero(r->out.data, r->out.len);
     sl_buf_free(&r->out);
-    sl_buf_init(&r->out, SIZE_MAX / 2);
+    sl_buf_init_wiped(&r->out, SIZE_MAX / 2); /* may hold a token shown once */
     if (sl_buf_append(&r->out, text, n) != SL_OK)
         sl_panic("answer too large");
     r->status = status;
@@ -808,7 +808,7 @@ uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
         note_request(conn);
     r->route_index = ROUTE_UNKNOWN;
     sl_buf_init(&r->body, SL_MAX_JSON_BODY);
-    sl_buf_init(&r->out, SIZE_MAX / 2);
+    sl_buf_init_wiped(&r->out, SIZE_MAX / 2); /* may hold a token shown once */
     if (n > SL_MAX_PATH) {
         r->path_bad = 1;
         n = SL_MAX_PATH;
@@ -931,7 +931,7 @@ send_answer(gw_req *r)
         st->stream = r->stream;
         st->srv = r->srv;
         /* a piece: a slice of rows (about a MiB; 16 records of the largest size past it) */
-        sl_buf_init(&st->pending, (size_t)1 << 30);
+        sl_buf_init_wiped(&st->pending, (size_t)1 << 30);
         r->streaming = 0; /* ownership moves to the response */
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, st,
                                                  stream_free);

@@ -231,9 +231,11 @@ sl_code db_audit_prepare(PGconn *c, sl_err *err) SL_WUR;
  * chain (*seq 0 and a zero hash when empty) and the latest checkpoint (*cp_found 0 when
  * none). On failure the transaction is rolled back.
  */
-/* The hash of the event at seq (*found 0 when there is none): whether a batch whose
- * commit went unanswered is in the trail. */
-sl_code db_audit_hash_at(PGconn *c, int64_t seq, unsigned char hash[32], int *found,
+/* The hash of the event at seq (*found 0 when there is none), read under the trail's
+ * lock so that a commit still under way has finished: whether a batch whose commit went
+ * unanswered is in the trail. old_pid (> 0): the broken session's backend, ended first
+ * if it still waits inside its transaction. */
+sl_code db_audit_hash_at(PGconn *c, int64_t seq, int old_pid, unsigned char hash[32], int *found,
                          sl_err *err) SL_WUR;
 sl_code db_audit_begin(PGconn *c, int64_t *seq, unsigned char hash[32], db_checkpoint *cp,
                        int *cp_found, sl_err *err) SL_WUR;

@@ -135,24 +135,51 @@ db_audit_prepare(PGconn *c, sl_err *err)
 }
 
 sl_code
-db_audit_hash_at(PGconn *c, int64_t seq, unsigned char hash[32], int *found, sl_err *err)
+db_audit_hash_at(PGconn *c, int64_t seq, int old_pid, unsigned char hash[32], int *found,
+                 sl_err *err)
 {
-    char seqs[24];
-    const char *vals[1] = {seqs};
-    PGresult *r;
+    static const stmt st0 = {"BEGIN", 0, NULL, 0, NULL, NULL};
+    char seqs[24], pids[24];
+    const char *seqv[1] = {seqs}, *pidv[1] = {pids};
+    stmt st[5];
+    PGresult *res[5], *r;
+    sl_code rc;
 
     *found = 0;
     memset(hash, 0, 32);
     snprintf(seqs, sizeof seqs, "%lld", (long long)seq);
-    r = PQexecParams(c, "SELECT encode(hash, 'hex') FROM audit_events WHERE seq = $1::bigint", 1,
-                     NULL, vals, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return pgfail(err, c, r, "audit hash at a seq");
-    if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
-        *found = 1;
-        db_unhex32(PQgetvalue(r, 0, 0), hash);
+    snprintf(pids, sizeof pids, "%d", old_pid);
+    /* the old session, if it still waits in its transaction for a COMMIT that will not
+     * come, is ended now rather than at idle_in_transaction_session_timeout; best effort */
+    if (old_pid > 0) {
+        r = PQexecParams(c,
+                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1"
+                         " AND state = 'idle in transaction'"
+                         " AND application_name = 'sluice audit writer'",
+                         1, NULL, pidv, NULL, NULL, 0);
+        PQclear(r);
     }
-    PQclear(r);
+    /* under the trail's lock: a commit still under way is done (or undone) by then */
+    st[0] = st0;
+    st[1] = (stmt){"SET LOCAL lock_timeout = '15s'", 0, NULL, 0, NULL, NULL};
+    st[2] = (stmt){"sl_audit_lock", 0, NULL, 1, NULL, NULL};
+    st[3] = (stmt){"SELECT encode(hash, 'hex') FROM audit_events WHERE seq = $1::bigint",
+                   1,
+                   seqv,
+                   0,
+                   NULL,
+                   NULL};
+    st[4] = (stmt){"COMMIT", 0, NULL, 0, NULL, NULL};
+    if ((rc = pipeline(c, st, 5, res, err)) != SL_OK) {
+        clear_all(res, 5);
+        db_rollback(c);
+        return rc;
+    }
+    if (PQntuples(res[3]) == 1 && !PQgetisnull(res[3], 0, 0)) {
+        *found = 1;
+        db_unhex32(PQgetvalue(res[3], 0, 0), hash);
+    }
+    clear_all(res, 5);
     return SL_OK;
 }
 

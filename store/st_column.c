@@ -76,22 +76,23 @@ reserve(st_column *c, size_t need)
         cap = need;
     if (cap > SL_ROWS_PER_GROUP)
         cap = SL_ROWS_PER_GROUP;
-    c->nulls = sl_xreallocarray(c->nulls, cap, 1);
+    /* values are plaintext: a block left behind is wiped */
+    c->nulls = sl_xreallocarray_wiped(c->nulls, c->cap, cap, 1);
     switch (c->type) {
     case ST_INT64:
-        c->i64 = sl_xreallocarray(c->i64, cap, sizeof *c->i64);
+        c->i64 = sl_xreallocarray_wiped(c->i64, c->cap, cap, sizeof *c->i64);
         break;
     case ST_FLOAT64:
-        c->f64 = sl_xreallocarray(c->f64, cap, sizeof *c->f64);
-        c->off = sl_xreallocarray(c->off, cap + 1, sizeof *c->off);
+        c->f64 = sl_xreallocarray_wiped(c->f64, c->cap, cap, sizeof *c->f64);
+        c->off = sl_xreallocarray_wiped(c->off, c->cap ? c->cap + 1 : 0, cap + 1, sizeof *c->off);
         if (c->cap == 0)
             c->off[0] = 0;
         break;
     case ST_BOOL:
-        c->b = sl_xreallocarray(c->b, cap, 1);
+        c->b = sl_xreallocarray_wiped(c->b, c->cap, cap, 1);
         break;
     case ST_STRING:
-        c->off = sl_xreallocarray(c->off, cap + 1, sizeof *c->off);
+        c->off = sl_xreallocarray_wiped(c->off, c->cap ? c->cap + 1 : 0, cap + 1, sizeof *c->off);
         if (c->cap == 0)
             c->off[0] = 0;
         break;
@@ -112,7 +113,7 @@ add_string(st_column *c, const char *p, size_t n, sl_err *err)
             cap *= 2;
         if (cap > c->bytes_max)
             cap = c->bytes_max;
-        c->str = sl_xreallocarray(c->str, cap, 1);
+        c->str = sl_xreallocarray_wiped(c->str, c->str_cap, cap, 1);
         c->str_cap = cap;
     }
     if (n > 0)
@@ -387,15 +388,16 @@ decode_room(st_column *c, uint32_t rows, int text)
     size_t cap = rows ? rows : 1;
 
     if (c->cap < cap) {
-        c->nulls = sl_xreallocarray(c->nulls, cap, 1);
+        /* the previous group's values: wiped where they were */
+        c->nulls = sl_xreallocarray_wiped(c->nulls, c->cap, cap, 1);
         if (c->i64 != NULL)
-            c->i64 = sl_xreallocarray(c->i64, cap, sizeof *c->i64);
+            c->i64 = sl_xreallocarray_wiped(c->i64, c->cap, cap, sizeof *c->i64);
         if (c->f64 != NULL)
-            c->f64 = sl_xreallocarray(c->f64, cap, sizeof *c->f64);
+            c->f64 = sl_xreallocarray_wiped(c->f64, c->cap, cap, sizeof *c->f64);
         if (c->b != NULL)
-            c->b = sl_xreallocarray(c->b, cap, 1);
+            c->b = sl_xreallocarray_wiped(c->b, c->cap, cap, 1);
         if (c->off != NULL)
-            c->off = sl_xreallocarray(c->off, cap + 1, sizeof *c->off);
+            c->off = sl_xreallocarray_wiped(c->off, c->cap + 1, cap + 1, sizeof *c->off);
         c->cap = cap;
     }
     if (c->nulls == NULL)

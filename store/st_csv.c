@@ -49,7 +49,7 @@ st_csv_new(st_record_fn fn, void *ctx)
     p->fn = fn;
     p->ctx = ctx;
     p->state = FIELD_START;
-    sl_buf_init(&p->rec, SL_MAX_CSV_RECORD);
+    sl_buf_init_wiped(&p->rec, SL_MAX_CSV_RECORD);
     p->fields = sl_xcalloc(SL_MAX_CSV_COLUMNS + 1, sizeof *p->fields);
     p->view = sl_xcalloc(SL_MAX_CSV_COLUMNS + 1, sizeof *p->view);
     p->line = p->rec_line = 1;

@@ -118,10 +118,10 @@ st_ingest_new(const st_storage *s, const cry_key *key, int64_t dataset, int64_t 
         g->watch[i] = -1;
     for (i = 0; i < ST_WRITERS; i++) {
         g->writers[i].g = g;
-        sl_buf_init(&g->writers[i].enc, SL_MAX_CHUNK_BYTES);
+        sl_buf_init_wiped(&g->writers[i].enc, SL_MAX_CHUNK_BYTES);
     }
-    for (i = 0; i < ST_WRITERS + 1; i++)
-        sl_buf_init(&g->raws[i].bytes, ST_GROUP_BYTES + RAW_SLACK);
+    for (i = 0; i < ST_WRITERS + 1; i++) /* the first group holds the header too */
+        sl_buf_init_wiped(&g->raws[i].bytes, ST_GROUP_BYTES + (i == 0 ? 2 : 1) * RAW_SLACK);
     g->fill = &g->raws[0];
     g->fill->state = RAW_FILLING;
     g->fill->line = g->line = 1;
@@ -158,6 +158,7 @@ void
 st_ingest_free(st_ingest *g)
 {
     size_t i;
+    int big;
 
     if (g == NULL)
         return;
@@ -184,12 +185,15 @@ st_ingest_free(st_ingest *g)
     free(g->incompressible);
     cry_sha256_free(g->sha);
     json_decref(g->groups);
+    big = g->groups_given >= 4;
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);
     free(g);
-    /* an upload's buffers came from its writers' malloc arenas: give them back, or the
-     * process keeps the largest upload's memory for good */
-    malloc_trim(0);
+    /* a large upload's buffers came from its writers' malloc arenas: give them back, or
+     * the process keeps the largest upload's memory for good (small ones: not worth the
+     * walk over every arena) */
+    if (big)
+        malloc_trim(0);
 }
 
 /* The header, read by the first group's writer: the columns named, checked against the
@@ -605,6 +609,14 @@ hand_over(st_ingest *g, int last, sl_err *err)
     return SL_OK;
 }
 
+/* The most bytes the group being filled may hold: ST_GROUP_BYTES, then one record (the
+ * first group: the header and one record). */
+static size_t
+group_limit(const st_ingest *g)
+{
+    return ST_GROUP_BYTES + (g->groups_given == 0 ? 2 : 1) * RAW_SLACK;
+}
+
 /* The number of line feeds in p[0..n). */
 static uint64_t
 line_feeds(const char *p, size_t n)
@@ -623,19 +635,19 @@ line_feeds(const char *p, size_t n)
  * How much of data[0..n) goes into the group being filled: up to a cut (*how 1: the end
  * of its last record), or all of it (*how 0). A cut comes after SL_ROWS_PER_GROUP
  * records or at the first record's end past ST_GROUP_BYTES (never before the first data
- * record); and, forced (*how 2), at RAW_SLACK bytes past ST_GROUP_BYTES without a
- * record's end.
+ * record); and, forced (*how 2), at group_limit without a record's end.
  */
 static size_t
 cut(st_ingest *g, const char *data, size_t n, int *how)
 {
-    size_t have = g->fill->bytes.len, room = ST_GROUP_BYTES + RAW_SLACK - have;
-    size_t lim = n < room ? n : room, i = 0;
     uint32_t header = g->groups_given == 0; /* the first group's first record */
+    size_t have = g->fill->bytes.len, room = group_limit(g) - have;
+    size_t lim = n < room ? n : room, i = 0, nl_at = 0;
+    int nl_known = 0; /* nl_at: the first line feed at or after i, or lim for none */
 
     *how = 0;
     while (i < lim) {
-        const char *nl, *q;
+        const char *q;
         size_t end;
         if (g->quoted) { /* inside quotes: to the next quote, line feeds counted */
             q = memchr(data + i, '"', lim - i);
@@ -649,15 +661,20 @@ cut(st_ingest *g, const char *data, size_t n, int *how)
             i = end + 1;
             continue;
         }
-        nl = memchr(data + i, '\n', lim - i);
-        end = nl != NULL ? (size_t)(nl - data) : lim;
+        /* searched again only once passed: a line of many quotes costs its length once */
+        if (!nl_known || nl_at < i) {
+            const char *nl = memchr(data + i, '\n', lim - i);
+            nl_at = nl != NULL ? (size_t)(nl - data) : lim;
+            nl_known = 1;
+        }
+        end = nl_at;
         q = memchr(data + i, '"', end - i);
         if (q != NULL) {
             g->quoted = 1;
             i = (size_t)(q - data) + 1;
             continue;
         }
-        if (nl == NULL) {
+        if (end == lim) {
             i = lim;
             break;
         }

@@ -62,6 +62,7 @@ void
 st_reader_free(st_reader *r)
 {
     size_t i;
+    int big;
 
     if (r == NULL)
         return;
@@ -78,10 +79,12 @@ st_reader_free(st_reader *r)
     free(r->cols);
     free(r->names);
     free(r->types);
+    big = r->ngroups >= 4;
     free(r->data);
     free(r->group_rows);
     free(r);
-    malloc_trim(0); /* the read's groups, most from the read-ahead thread's arena */
+    if (big)
+        malloc_trim(0); /* a large read's groups, most from the read-ahead thread's arena */
 }
 
 uint64_t

@@ -254,7 +254,7 @@ chunk_write(const st_storage *s, const st_place *pl, const cry_key *key, const u
     memset(frags, 0, sizeof frags);
     if (n > SL_MAX_CHUNK_BYTES)
         return sl_err_set(err, SL_ETOOLARGE, "a column chunk is larger than the limit");
-    sl_buf_init(&packed, (size_t)SL_MAX_CHUNK_BYTES + ST_PACK_HEAD);
+    sl_buf_init_wiped(&packed, (size_t)SL_MAX_CHUNK_BYTES + ST_PACK_HEAD);
     if ((rc = st_pack(raw, n, try_compress, &packed, &info->compressed)) != SL_OK) {
         sl_err_set(err, rc, "a column chunk is larger than the limit");
         goto out;
@@ -512,8 +512,8 @@ void
 st_chunkbuf_init(st_chunkbuf *b)
 {
     sl_buf_init(&b->sealed, MAX_SEALED);
-    sl_buf_init(&b->plain, MAX_SEALED);
-    sl_buf_init(&b->raw, SL_MAX_CHUNK_BYTES);
+    sl_buf_init_wiped(&b->plain, MAX_SEALED);
+    sl_buf_init_wiped(&b->raw, SL_MAX_CHUNK_BYTES);
 }
 
 void
@@ -551,7 +551,7 @@ st_chunk_read(const st_storage *s, const st_place *pl, const cry_key *key, sl_bu
     sl_code rc;
 
     sl_buf_init(&sealed, MAX_SEALED);
-    sl_buf_init(&plain, MAX_SEALED);
+    sl_buf_init_wiped(&plain, MAX_SEALED);
     rc = gather_open(s, pl, key, &sealed, &plain, bad, err);
     if (rc == SL_OK &&
         st_unpack((unsigned char *)plain.data, plain.len, SL_MAX_CHUNK_BYTES, raw) != SL_OK)
@@ -576,7 +576,7 @@ st_chunk_scrub(const st_storage *s, const st_place *pl, const cry_key *key, uint
     *repaired = 0;
     memset(frags, 0, sizeof frags);
     sl_buf_init(&sealed, MAX_SEALED);
-    sl_buf_init(&plain, MAX_SEALED);
+    sl_buf_init_wiped(&plain, MAX_SEALED);
     rc = gather_open(s, pl, key, &sealed, &plain, &bad, err);
     plain_wipe(&plain);
     sl_buf_free(&plain);
