@@ -1445,6 +1445,7 @@ ingest_cuts_and_earliest_refusal(void **state)
     sl_err err;
     char want[96];
     uint64_t line1 = 0, line2 = 0;
+    uint32_t n2;
 
     (void)state;
     fixture_up(&fx);
@@ -1492,6 +1493,26 @@ ingest_cuts_and_earliest_refusal(void **state)
         assert_non_null(strstr(err.msg, "quote"));
         st_csv_free(p);
     }
+    /* a 16 MB record of 16 fields of 500 000 doubled quotes each, fed whole: the cut
+     * finds the line end once (searching it again after each of its 16 million quotes
+     * took about an hour), and the record reads back */
+    sl_buf_reset(&body);
+    for (n2 = 0; n2 < 16; n2++)
+        assert_int_equal(sl_buf_printf(&body, "%sc%u", n2 ? "," : "", n2), SL_OK);
+    assert_int_equal(sl_buf_puts(&body, "\n"), SL_OK);
+    for (n2 = 0; n2 < 16 * 500000; n2++) {
+        if (n2 % 500000 == 0)
+            assert_int_equal(sl_buf_puts(&body, n2 ? "\",\"" : "\""), SL_OK);
+        assert_int_equal(sl_buf_append(&body, "\"\"", 2), SL_OK);
+    }
+    assert_int_equal(sl_buf_puts(&body, "\"\n"), SL_OK);
+    assert_int_equal(ingest(&fx, body.data, body.len, body.len, NULL, 0, &m, &err), SL_OK);
+    assert_int_equal(json_integer_value(json_object_get(m, "rows")), 1);
+    read_column(&fx, 0, 15, &c);
+    assert_int_equal(c.off[1] - c.off[0], 500000);
+    assert_true(c.str[0] == '"' && c.str[499999] == '"');
+    st_column_clear(&c);
+    json_decref(m);
     sl_buf_free(&body);
     fixture_down(&fx);
 }
