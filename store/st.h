@@ -275,22 +275,23 @@ void st_storage_unwatch(int *fds);
  * any write error since the watch began. */
 sl_code st_storage_sync(const st_storage *s, int64_t dataset, int64_t version, const int *watch,
                         sl_err *err) SL_WUR;
-/*
- * Reads a chunk back into raw (appended): fragments from every directory, rebuilt from
- * parity past any that are missing or damaged (*bad gets a bit per such directory),
- * opened and unpacked. SL_EUNAVAIL when too few fragments are left or what they make
- * does not authenticate: never wrong bytes.
- */
 /* Buffers a read reuses from chunk to chunk (st_chunkbuf_free wipes what they hold). */
 typedef struct {
     sl_buf sealed, plain, raw;
 } st_chunkbuf;
 void st_chunkbuf_init(st_chunkbuf *b);
 void st_chunkbuf_free(st_chunkbuf *b);
-/* st_chunk_read without copies: the chunk's raw bytes at *raw (n of them), inside b and
- * valid until b's next use. A chunk of one fragment is opened where it was read. */
+/*
+ * Reads a chunk back: fragments from every directory, rebuilt from parity past any that
+ * are missing or damaged (*bad gets a bit per such directory), opened and unpacked; its
+ * raw bytes at *raw (n of them), inside b and valid until b's next use (a chunk of one
+ * fragment is opened where it was read, a stored one left where it was opened).
+ * SL_EUNAVAIL when too few fragments are left or what they make does not authenticate:
+ * never wrong bytes.
+ */
 sl_code st_chunk_load(const st_storage *s, const st_place *pl, const cry_key *key, st_chunkbuf *b,
                       const unsigned char **raw, size_t *n, uint32_t *bad, sl_err *err) SL_WUR;
+/* The same, the raw bytes appended to raw (a copy, with buffers of its own). */
 sl_code st_chunk_read(const st_storage *s, const st_place *pl, const cry_key *key, sl_buf *raw,
                       uint32_t *bad, sl_err *err) SL_WUR;
 
