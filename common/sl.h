@@ -110,6 +110,8 @@ char *sl_xstrdup(const char *s);
 
 /* Names of principals, datasets, policies: ^[a-z][a-z0-9_.-]{0,62}$ */
 int sl_name_valid(const char *s);
+/* Column tags: ^[a-z][a-z0-9_-]{0,31}$ (SL_MAX_TAG bytes at most). */
+int sl_tag_valid(const char *t);
 /* 1 when [p, p+n) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int sl_utf8_valid(const char *p, size_t n);
 /*

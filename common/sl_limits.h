@@ -28,6 +28,8 @@
 #define SL_MAX_ATTRIBUTES 32
 #define SL_MAX_ATTR_VALUE 256
 #define SL_MAX_NAME       63
+/* A column tag is a short word (pii, label, id, ...). */
+#define SL_MAX_TAG 32
 /* Token TTL: at least a second (short-lived tokens for jobs and tests), at most the server's
  * --max-token-ttl-days (<= 10 years). */
 #define SL_MIN_TOKEN_TTL_S            1

@@ -27,6 +27,20 @@ sl_name_valid(const char *s)
     return 1;
 }
 
+int
+sl_tag_valid(const char *t)
+{
+    size_t i, n = t != NULL ? strlen(t) : 0;
+
+    if (n < 1 || n > SL_MAX_TAG || !(t[0] >= 'a' && t[0] <= 'z'))
+        return 0;
+    for (i = 1; i < n; i++)
+        if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= '0' && t[i] <= '9') || t[i] == '_' ||
+              t[i] == '-'))
+            return 0;
+    return 1;
+}
+
 /* Length of the well-formed UTF-8 sequence at p (at most n bytes), or 0 when invalid. */
 static size_t
 utf8_seq(const unsigned char *p, size_t n)

@@ -71,6 +71,16 @@ void cry_sha256_final(cry_sha256_ctx *c, unsigned char out[CRY_HASH_BYTES]);
 void cry_sha256_free(cry_sha256_ctx *c);
 
 /*
+ * HMAC-SHA-256 under one key for many short messages: the key's inner and outer states
+ * are computed once (and held in sodium_malloc'd memory); each call copies them on the
+ * stack and wipes the copy. Thread-safe once made.
+ */
+typedef struct cry_mac cry_mac;
+cry_mac *cry_mac_new(const cry_key *key);
+void cry_mac_sha256(const cry_mac *m, const void *p, size_t n, unsigned char out[CRY_HASH_BYTES]);
+void cry_mac_free(cry_mac *m); /* NULL allowed */
+
+/*
  * Tokens. cry_token_new writes a fresh id and secret (NUL-terminated hex) and the full
  * token (CRY_TOKEN_LEN + 1); the caller wipes secret and token after use.
  * cry_token_parse splits a presented token, checking only its shape (never its value);

@@ -316,3 +316,40 @@ cry_key_id(const unsigned char pk[CRY_SIGN_PK_BYTES], char out[CRY_KEY_ID_HEX + 
     cry_sha256(pk, CRY_SIGN_PK_BYTES, h);
     cry_hex(h, CRY_KEY_ID_HEX / 2, out);
 }
+
+/* ---- HMAC-SHA-256 for many messages under one key ---- */
+
+struct cry_mac {
+    crypto_auth_hmacsha256_state *st; /* sodium_malloc'd: key material */
+};
+
+cry_mac *
+cry_mac_new(const cry_key *key)
+{
+    cry_mac *m = sl_xcalloc(1, sizeof *m);
+
+    m->st = sodium_malloc(sizeof *m->st);
+    if (m->st == NULL)
+        sl_panic("out of memory for a key");
+    crypto_auth_hmacsha256_init(m->st, key->p, key->n);
+    return m;
+}
+
+void
+cry_mac_sha256(const cry_mac *m, const void *p, size_t n, unsigned char out[CRY_HASH_BYTES])
+{
+    crypto_auth_hmacsha256_state st = *m->st;
+
+    crypto_auth_hmacsha256_update(&st, p, n);
+    crypto_auth_hmacsha256_final(&st, out);
+    sodium_memzero(&st, sizeof st);
+}
+
+void
+cry_mac_free(cry_mac *m)
+{
+    if (m == NULL)
+        return;
+    sodium_free(m->st);
+    free(m);
+}

@@ -24,6 +24,7 @@
 typedef struct {
     const char *cmd;
     int json_out;
+    const char *purpose; /* --purpose or SLUICE_PURPOSE: X-Sluice-Purpose */
 } cli;
 
 typedef struct {
@@ -253,6 +254,11 @@ request(const cli *c, const char *method, const char *path, const json_t *body, 
     auth = sl_xmalloc(strlen(token) + 32);
     snprintf(auth, strlen(token) + 32, "Authorization: Bearer %s", token);
     h = curl_slist_append(h, auth);
+    if (c->purpose != NULL) {
+        char ph[128];
+        snprintf(ph, sizeof ph, "X-Sluice-Purpose: %s", c->purpose);
+        h = curl_slist_append(h, ph);
+    }
     if (body != NULL) {
         text = json_dumps(body, JSON_COMPACT);
         h = curl_slist_append(h, "Content-Type: application/json");
@@ -1555,15 +1561,183 @@ cmd_keys(cli *c, int argc, char **argv)
     return 0;
 }
 
+/* ---- policies ---- */
+
+/* A JSON document from FILE (- for standard input); NULL after a usage message. */
+static json_t *
+load_doc(const cli *c, const char *file)
+{
+    json_error_t je;
+    json_t *d;
+
+    if (strcmp(file, "-") == 0)
+        d = json_loadf(stdin, JSON_REJECT_DUPLICATES, &je);
+    else
+        d = json_load_file(file, JSON_REJECT_DUPLICATES, &je);
+    if (d == NULL)
+        fail(c, "%.200s: not a JSON document (line %d: %.100s)", file, je.line, je.text);
+    return d;
+}
+
+static void
+print_decision(const json_t *a)
+{
+    const char *k;
+    char buf[200];
+    json_t *v;
+    size_t i;
+
+    printf("decision:        %s\n", json_string_value(json_object_get(a, "decision")));
+    printf("reason:          %s\n", clean(json_object_get(a, "reason"), buf, sizeof buf));
+    print_strings("statements:      ", json_object_get(a, "statements"));
+    print_strings("denied columns:  ", json_object_get(a, "denied_columns"));
+    printf("masked columns:  ");
+    i = 0;
+    json_object_foreach((json_t *)json_object_get(a, "masked_columns"), k, v)
+        printf("%s%s=%s", i++ ? ", " : "", k, json_string_value(v));
+    printf("%s\n", i ? "" : "(none)");
+    printf("row filter:      %s\n", json_is_string(json_object_get(a, "row_filter"))
+                                        ? clean(json_object_get(a, "row_filter"), buf, sizeof buf)
+                                        : "(none)");
+    printf("policy versions: ");
+    i = 0;
+    json_object_foreach((json_t *)json_object_get(a, "policy_versions"), k, v)
+        printf("%s%s=%lld", i++ ? ", " : "", k, (long long)json_integer_value(v));
+    printf("\n");
+}
+
+static int
+policy_explain(cli *c, int argc, char **argv)
+{
+    static const char *const opts[] = {"--principal", "--action",  "--dataset",
+                                       "--purpose",   "--columns", NULL};
+    const char *val[5] = {NULL, NULL, NULL, NULL, NULL};
+    json_t *body, *a = NULL;
+    int i, k, rc;
+
+    for (i = 0; i < argc; i++) {
+        for (k = 0; opts[k] != NULL && strcmp(argv[i], opts[k]) != 0; k++)
+            ;
+        if (opts[k] == NULL)
+            return usage(c, "unexpected argument %.80s", argv[i]);
+        if (i + 1 >= argc || !sl_utf8_valid(argv[i + 1], strlen(argv[i + 1])))
+            return usage(c, "%s needs a value", argv[i]);
+        val[k] = argv[++i];
+    }
+    if (val[0] == NULL || val[1] == NULL || val[2] == NULL)
+        return usage(c, "%s", "explain needs --principal, --action and --dataset");
+    body = json_pack("{s:s, s:s, s:s}", "principal", val[0], "action", val[1], "dataset", val[2]);
+    if (val[3] == NULL) /* --purpose anywhere is the request's purpose: the one asked about */
+        val[3] = c->purpose;
+    if (val[3] != NULL)
+        json_object_set_new(body, "purpose", json_string(val[3]));
+    if (val[4] != NULL) {
+        json_t *cols = json_array();
+        const char *p = val[4];
+        while (*p) {
+            const char *e = strchr(p, ',');
+            size_t n = e ? (size_t)(e - p) : strlen(p);
+            json_array_append_new(cols, json_stringn(p, n));
+            if (e == NULL)
+                break;
+            p = e + 1;
+        }
+        json_object_set_new(body, "columns", cols);
+    }
+    rc = call(c, "POST", "/v1/authorize", body, &a);
+    if (rc == 0 && !c->json_out)
+        print_decision(a);
+    json_decref(a);
+    json_decref(body);
+    return rc;
+}
+
+static int
+cmd_policy(cli *c, int argc, char **argv)
+{
+    const char *sub = argc > 0 ? argv[0] : "";
+    char path[512];
+    json_t *doc = NULL, *a = NULL;
+    int global = argc > 1 && strcmp(argv[1], "--global") == 0, rc;
+    char **rest = argv + 1 + global;
+    int nrest = argc - 1 - global;
+
+    if (strcmp(sub, "explain") == 0)
+        return policy_explain(c, argc - 1, argv + 1);
+    if (strcmp(sub, "put") == 0 && nrest == 2) {
+        if (!sl_name_valid(rest[0]))
+            return usage(c, "\"%.80s\" is not a name (^[a-z][a-z0-9_.-]{0,62}$)", rest[0]);
+        if ((doc = load_doc(c, rest[1])) == NULL)
+            return 1;
+        snprintf(path, sizeof path, global ? "/v1/policies/%s" : "/v1/datasets/%s/policy", rest[0]);
+        rc = call(c, "PUT", path, doc, &a);
+        if (rc == 0 && !c->json_out)
+            printf("%s %s: policy version %lld\n", global ? "global policy" : "dataset", rest[0],
+                   (long long)json_integer_value(json_object_get(a, "policy_version")));
+    } else if (strcmp(sub, "get") == 0 && (nrest == 1 || (global && nrest == 0))) {
+        if (nrest == 1 && !sl_name_valid(rest[0]))
+            return usage(c, "\"%.80s\" is not a name (^[a-z][a-z0-9_.-]{0,62}$)", rest[0]);
+        if (global) {
+            snprintf(path, sizeof path, "/v1/policies?limit=%d", SL_LIST_MAX);
+        } else {
+            snprintf(path, sizeof path, "/v1/datasets/%s/policy", rest[0]);
+        }
+        rc = call(c, "GET", path, NULL, &a);
+        if (rc == 0 && !c->json_out) {
+            json_t *show = a;
+            if (global && nrest == 1) { /* one of them */
+                json_t *it;
+                size_t i;
+                show = NULL;
+                json_array_foreach(json_object_get(a, "items"), i, it)
+                {
+                    if (strcmp(json_string_value(json_object_get(it, "name")), rest[0]) == 0)
+                        show = it;
+                }
+                if (show == NULL) {
+                    fail(c, "no global policy \"%s\"", rest[0]);
+                    rc = 1;
+                }
+            }
+            if (show != NULL) {
+                char *t = json_dumps(show, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+                printf("%s\n", t != NULL ? t : "");
+                free(t);
+            }
+        }
+    } else if (strcmp(sub, "delete") == 0 && global && nrest == 1) {
+        if (!sl_name_valid(rest[0]))
+            return usage(c, "\"%.80s\" is not a name (^[a-z][a-z0-9_.-]{0,62}$)", rest[0]);
+        snprintf(path, sizeof path, "/v1/policies/%s", rest[0]);
+        rc = call(c, "DELETE", path, NULL, &a);
+        if (rc == 0 && !c->json_out)
+            printf("global policy %s deleted\n", rest[0]);
+    } else {
+        return usage(c, "%s",
+                     "expected policy put [--global] NAME FILE, policy get DATASET, "
+                     "policy get --global [NAME], policy delete --global NAME or policy explain");
+    }
+    json_decref(doc);
+    json_decref(a);
+    return rc;
+}
+
 int
 gw_cli_main(const char *cmd, int argc, char **argv)
 {
-    cli c = {cmd, 0};
+    cli c = {cmd, 0, NULL};
     char **args = sl_xcalloc((size_t)argc + 1, sizeof *args);
     int i, n = 0, rc;
 
-    /* --output json anywhere */
+    c.purpose = getenv("SLUICE_PURPOSE");
+    if (c.purpose != NULL && *c.purpose == '\0')
+        c.purpose = NULL;
+    /* --output json and --purpose anywhere */
     for (i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--purpose") == 0 && i + 1 < argc) {
+            c.purpose = argv[++i];
+            continue;
+        }
         if (strcmp(argv[i], "--output") == 0 && i + 1 < argc) {
             if (strcmp(argv[i + 1], "json") != 0) {
                 free(args);
@@ -1574,6 +1748,14 @@ gw_cli_main(const char *cmd, int argc, char **argv)
             continue;
         }
         args[n++] = argv[i];
+    }
+    if (c.purpose != NULL && !sl_name_valid(c.purpose)) {
+        free(args);
+        return fprintf(stderr,
+                       "sluice %s: --purpose (or SLUICE_PURPOSE) takes a word matching "
+                       "^[a-z][a-z0-9_.-]{0,62}$\n",
+                       cmd),
+               2;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (strcmp(cmd, "whoami") == 0)
@@ -1588,6 +1770,8 @@ gw_cli_main(const char *cmd, int argc, char **argv)
         rc = cmd_dataset(&c, n, args);
     else if (strcmp(cmd, "store") == 0)
         rc = cmd_store(&c, n, args);
+    else if (strcmp(cmd, "policy") == 0)
+        rc = cmd_policy(&c, n, args);
     else {
         fprintf(stderr, "sluice: unknown command %s (see sluice --help)\n", cmd);
         rc = 2;

@@ -2,11 +2,10 @@
  * gateway/gw_datasets.c: datasets, versions (streamed uploads, streamed reads, deletion
  * by crypto-shredding), master key rotation, the store's scrub and its recovery at start.
  *
- * Authorisation goes through one function, decide(): until the policy work lands it
- * grants the owner's rights of API.md and the same to `admin`, and never lets the rows of
- * a restricted dataset leave. Its answer carries the view every read applies (the columns
- * a principal may see); masks and row filters plug in there, for every output format and
- * for compute alike.
+ * Every request is decided by gw_allowed (gw_policy.c): the dataset's policy with the
+ * global ones, for the request's principal, action and purpose. A read's decision
+ * carries the view it applies (columns denied, masks, row filters), the same for every
+ * output format and for compute.
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -15,51 +14,8 @@
 
 #include "gw_http.h"
 
-/* ---- the decision ---- */
-
-typedef struct {
-    int allow;
-    char reason[128];
-} decision;
-
-/* The owner holds describe, write, delete, manage and (unless restricted) read. */
-static decision
-decide(gw_req *r, const db_dataset *ds, const char *action)
-{
-    decision d;
-    int owner = r->who.id == ds->owner_id, admin = gw_has_role(r, "admin");
-
-    memset(&d, 0, sizeof d);
-    if (strcmp(action, "dataset.read") == 0 && strcmp(ds->classification, "restricted") == 0) {
-        snprintf(d.reason, sizeof d.reason,
-                 "restricted dataset: its rows never leave the gateway (compute only)");
-        return d;
-    }
-    if (owner || admin) {
-        d.allow = 1;
-        snprintf(d.reason, sizeof d.reason, "%s", owner ? "owner" : "role admin");
-        return d;
-    }
-    snprintf(d.reason, sizeof d.reason, "not the dataset's owner; no grant of %s", action);
-    return d;
-}
-
-/* 1 when allowed; otherwise the answer (403) is set. */
-static int
-allowed(gw_req *r, const db_dataset *ds, const char *action)
-{
-    decision d = decide(r, ds, action);
-
-    gw_reason(r, "%s", d.reason);
-    if (!d.allow)
-        gw_reply_error(r, SL_EDENIED, "%s on dataset \"%s\" is not allowed: %s", action, ds->name,
-                       d.reason);
-    return d.allow;
-}
-
-/* The dataset named in the path (params[0]), read on c; 0 with the answer set otherwise. */
-static int
-path_dataset(gw_req *r, PGconn *c, int for_update, db_dataset *ds)
+int
+gw_path_dataset(gw_req *r, PGconn *c, int for_update, db_dataset *ds)
 {
     sl_err err;
 
@@ -144,7 +100,6 @@ dataset_doc(const db_dataset *ds)
 {
     json_t *doc = json_deep_copy(ds->doc);
 
-    json_object_set_new(doc, "policy_version", json_null());
     json_object_set_new(doc, "retention", json_null());
     json_object_set_new(doc, "legal_hold", json_false());
     return doc;
@@ -172,6 +127,7 @@ gw_h_dataset_create(gw_req *r)
     if (gw_txn_begin(r, &c, &err) != SL_OK ||
         db_dataset_insert(c, b.name, r->who.id, b.classification, b.description, cols, &id, &err) !=
             SL_OK ||
+        gw_mask_key_create(r, c, id, &err) != SL_OK ||
         db_dataset_get(c, b.name, 0, &ds, &err) != SL_OK)
         goto fail;
     snprintf(r->location, sizeof r->location, "/v1/datasets/%s", b.name);
@@ -185,35 +141,66 @@ out:
     json_decref(obj);
 }
 
+/* Pages of datasets scanned for one list answer (the caller may see few of them). */
+#define LIST_SCAN_PAGES 8
+
 void
 gw_h_dataset_list(gw_req *r)
 {
     const char *after;
-    json_t *items = NULL;
+    char cursor[SL_MAX_NAME + 1] = "";
+    json_t *items = NULL, *out = json_array(), *it;
     PGconn *c = NULL;
-    int limit, more = 0;
+    int limit, more = 1, page;
+    size_t i;
     sl_err err;
     sl_code rc;
 
     sl_err_clear(&err);
     if (!gw_list_args(r, &limit, &after))
         return;
-    /* what the caller may describe: an admin all, anyone else their own (policy widens) */
-    if ((rc = gw_db_get(r, &c, &err)) == SL_OK)
-        rc = db_dataset_list(c, gw_has_role(r, "admin") ? 0 : r->who.id, after, limit, &items,
-                             &more, &err);
+    if (after != NULL)
+        snprintf(cursor, sizeof cursor, "%s", after);
+    /* the datasets the caller may describe, as their policies decide */
+    rc = gw_db_get(r, &c, &err);
+    for (page = 0;
+         rc == SL_OK && more && page < LIST_SCAN_PAGES && (int)json_array_size(out) < limit;
+         page++) {
+        rc = db_dataset_list(c, 0, cursor[0] ? cursor : NULL, limit, &items, &more, &err);
+        json_array_foreach(items, i, it)
+        {
+            const char *name = json_string_value(json_object_get(it, "name"));
+            gw_decision *g = NULL;
+            db_dataset ds;
+
+            if (rc != SL_OK || (int)json_array_size(out) == limit)
+                break;
+            snprintf(cursor, sizeof cursor, "%s", name);
+            memset(&ds, 0, sizeof ds);
+            if ((rc = db_dataset_get(c, name, 0, &ds, &err)) == SL_ENOTFOUND) {
+                rc = SL_OK; /* deleted meanwhile */
+                continue;
+            }
+            if (rc == SL_OK &&
+                (rc = gw_decide_for(r, c, &ds, &r->who, POL_ACT_DESCRIBE,
+                                    r->purpose[0] ? r->purpose : NULL, &g, &err)) == SL_OK &&
+                g->d.allow)
+                json_array_append(out, it);
+            gw_decision_free(g);
+            db_dataset_clear(&ds);
+        }
+        if ((int)json_array_size(out) == limit && i < json_array_size(items))
+            more = 1;
+        json_decref(items);
+        items = NULL;
+    }
     gw_db_put(r, c, rc);
     if (rc != SL_OK) {
+        json_decref(out);
         gw_reply_err(r, &err);
         return;
     }
-    {
-        size_t n = json_array_size(items);
-        const char *next =
-            more && n > 0 ? json_string_value(json_object_get(json_array_get(items, n - 1), "name"))
-                          : NULL;
-        gw_reply_json(r, 200, json_pack("{s:o, s:s?}", "items", items, "next", next));
-    }
+    gw_reply_json(r, 200, json_pack("{s:o, s:s?}", "items", out, "next", more ? cursor : NULL));
 }
 
 void
@@ -225,7 +212,7 @@ gw_h_dataset_show(gw_req *r)
     memset(&ds, 0, sizeof ds);
     if ((c = gw_db_or_reply(r)) == NULL)
         return;
-    if (path_dataset(r, c, 0, &ds) && allowed(r, &ds, "dataset.describe"))
+    if (gw_path_dataset(r, c, 0, &ds) && gw_allowed(r, c, &ds, "dataset.describe", NULL))
         gw_reply_json(r, 200, dataset_doc(&ds));
     gw_db_put(r, c, SL_OK);
     db_dataset_clear(&ds);
@@ -267,7 +254,7 @@ gw_h_dataset_patch(gw_req *r)
         gw_reply_err(r, &err);
         goto out;
     }
-    if (!path_dataset(r, c, 1, &ds) || !allowed(r, &ds, "dataset.manage"))
+    if (!gw_path_dataset(r, c, 1, &ds) || !gw_allowed(r, c, &ds, "dataset.manage", NULL))
         goto out;
     if (b.classification != NULL) {
         if (gw_classification_rank(b.classification) < gw_classification_rank(ds.classification)) {
@@ -551,7 +538,7 @@ gw_h_version_upload(gw_req *r)
     memset(&ds, 0, sizeof ds);
     if ((c = gw_db_or_reply(r)) == NULL)
         return;
-    if (!path_dataset(r, c, 0, &ds) || !allowed(r, &ds, "dataset.write")) {
+    if (!gw_path_dataset(r, c, 0, &ds) || !gw_allowed(r, c, &ds, "dataset.write", NULL)) {
         gw_db_put(r, c, SL_OK);
         db_dataset_clear(&ds);
         return;
@@ -606,13 +593,14 @@ fail:
  * set otherwise. */
 static int
 path_ds_version(gw_req *r, PGconn *c, int for_update, const char *action, db_dataset *ds,
-                db_version *v)
+                db_version *v, gw_decision **decision)
 {
     int want = path_version(r);
     sl_err err;
 
     sl_err_clear(&err);
-    if (want < 0 || !path_dataset(r, c, for_update, ds) || !allowed(r, ds, action))
+    if (want < 0 || !gw_path_dataset(r, c, for_update, ds) ||
+        !gw_allowed(r, c, ds, action, decision))
         return 0;
     if (db_version_get(c, ds->id, want, for_update, v, &err) != SL_OK) {
         gw_reply_err(r, &err);
@@ -652,7 +640,7 @@ gw_h_version_show(gw_req *r)
     memset(&v, 0, sizeof v);
     if ((c = gw_db_or_reply(r)) == NULL)
         return;
-    if (path_ds_version(r, c, 0, "dataset.describe", &ds, &v)) {
+    if (path_ds_version(r, c, 0, "dataset.describe", &ds, &v, NULL)) {
         json_t *doc = json_deep_copy(v.doc);
         json_object_set_new(doc, "dataset", json_string(ds.name));
         json_object_set_new(doc, "columns", version_columns(&ds, &v));
@@ -667,7 +655,9 @@ gw_h_version_show(gw_req *r)
  * that cannot be read at the start is a clean 503); the rest as the client takes it. */
 typedef struct {
     st_reader *rd;
-    json_t *manifest; /* the reader borrows its names */
+    gw_decision *decision; /* the view borrows from it */
+    gw_view *view;         /* the reader borrows it */
+    json_t *manifest;      /* the reader borrows its names */
     cry_key *key;
     sl_buf first;
     int first_sent, done;
@@ -725,6 +715,8 @@ read_release(void *state)
     read_stream *s = state;
 
     st_reader_free(s->rd);
+    gw_view_free(s->view);
+    gw_decision_free(s->decision);
     json_decref(s->manifest);
     cry_key_free(s->key);
     if (s->first.data != NULL)
@@ -734,10 +726,22 @@ read_release(void *state)
     free(s);
 }
 
-/* The projection of ?columns= (indexes into the manifest's columns); for npy by default
- * the numeric and bool columns. 0 with the answer set when a name is unknown. */
+/* Whether a mask serves a column as text (all but null). */
 static int
-projection(gw_req *r, const json_t *mcols, st_out fmt, size_t **idx, size_t *n)
+masks_to_text(uint8_t m)
+{
+    return m != POL_MASK_NONE && m != POL_MASK_NULL;
+}
+
+/*
+ * The projection of ?columns= (indexes into the manifest's columns), less the columns the
+ * decision denies; for npy by default the numeric and bool columns (a column masked into
+ * text is not one). 0 with the answer set when a name is unknown or denied (403: a read
+ * never silently drops a column it named), or npy is asked a text column.
+ */
+static int
+projection(gw_req *r, const json_t *mcols, st_out fmt, const uint8_t *denied, const uint8_t *mask,
+           size_t **idx, size_t *n)
 {
     const char *arg = gw_arg(r, "columns");
     size_t ncols = json_array_size(mcols), i;
@@ -748,10 +752,19 @@ projection(gw_req *r, const json_t *mcols, st_out fmt, size_t **idx, size_t *n)
     if (arg == NULL) {
         json_array_foreach(mcols, i, c)
         {
+            if (denied[i])
+                continue;
             if (fmt == ST_OUT_NPY &&
-                strcmp(json_string_value(json_object_get(c, "type")), "string") == 0)
+                (strcmp(json_string_value(json_object_get(c, "type")), "string") == 0 ||
+                 masks_to_text(mask[i])))
                 continue;
             (*idx)[(*n)++] = i;
+        }
+        if (*n == 0) {
+            gw_reply_error(r, fmt == ST_OUT_NPY ? SL_EINVALID : SL_EDENIED,
+                           fmt == ST_OUT_NPY ? "no numeric column may be read"
+                                             : "every column is denied");
+            return 0;
         }
         return 1;
     }
@@ -768,6 +781,19 @@ projection(gw_req *r, const json_t *mcols, st_out fmt, size_t **idx, size_t *n)
             }
             if (found == ncols) {
                 gw_reply_error(r, SL_EINVALID, "columns: no such column in this version");
+                return 0;
+            }
+            if (denied[found]) {
+                const char *name =
+                    json_string_value(json_object_get(json_array_get(mcols, found), "name"));
+                gw_reason(r, "column %s is denied", name);
+                gw_reply_error(r, SL_EDENIED, "columns: column \"%s\" is denied by policy", name);
+                return 0;
+            }
+            if (fmt == ST_OUT_NPY && masks_to_text(mask[found])) {
+                gw_reply_error(r, SL_EINVALID,
+                               "columns: a masked column is served as text, which npy cannot "
+                               "hold");
                 return 0;
             }
             for (j = 0; j < *n; j++)
@@ -788,14 +814,60 @@ projection(gw_req *r, const json_t *mcols, st_out fmt, size_t **idx, size_t *n)
     return 1;
 }
 
+/* 1 when a version's columns are the dataset's (the decision's columns), in order. */
+static int
+same_columns(const json_t *mcols, const gw_decision *g)
+{
+    json_t *c;
+    size_t i;
+
+    if (json_array_size(mcols) != g->ncols)
+        return 0;
+    json_array_foreach(mcols, i, c)
+    {
+        const char *name = json_string_value(json_object_get(c, "name"));
+        if (name == NULL || strcmp(name, g->cols[i].name) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* X-Sluice-Masked-Columns: "email=hash,dob=year" for the projected columns. */
+static void
+masked_header(gw_req *r, const json_t *mcols, const size_t *cols, size_t ncols, const uint8_t *mask)
+{
+    size_t i, at = 0;
+
+    r->x_masked[0] = '\0';
+    for (i = 0; i < ncols; i++) {
+        const char *name;
+        int w;
+
+        if (mask[cols[i]] == POL_MASK_NONE)
+            continue;
+        name = json_string_value(json_object_get(json_array_get(mcols, cols[i]), "name"));
+        w = snprintf(r->x_masked + at, sizeof r->x_masked - at, "%s%s=%s", at ? "," : "", name,
+                     pol_mask_name((pol_mask)mask[cols[i]]));
+        if (w < 0 || (size_t)w >= sizeof r->x_masked - at) {
+            /* too many to list in a header: the audit event lists them all */
+            snprintf(r->x_masked, sizeof r->x_masked, "(many; see the audit trail)");
+            return;
+        }
+        at += (size_t)w;
+    }
+}
+
 void
 gw_h_version_rows(gw_req *r)
 {
     const char *fmt_arg = gw_arg(r, "format"), *lim_arg = gw_arg(r, "limit");
     const char *off_arg = gw_arg(r, "offset");
     int64_t limit = -1, offset = 0;
-    size_t *cols = NULL, ncols = 0;
+    size_t *cols = NULL, ncols = 0, i;
     read_stream *s = NULL;
+    gw_decision *g = NULL;
+    uint8_t *denied = NULL, *mask = NULL;
+    st_type *types = NULL;
     db_dataset ds;
     db_version v;
     PGconn *c = NULL;
@@ -818,22 +890,41 @@ gw_h_version_rows(gw_req *r)
     }
     if ((c = gw_db_or_reply(r)) == NULL)
         return;
-    if (!path_ds_version(r, c, 0, "dataset.read", &ds, &v)) {
+    if (!path_ds_version(r, c, 0, "dataset.read", &ds, &v, &g)) {
         gw_db_put(r, c, SL_OK);
         goto out;
     }
-    gw_db_put(r, c, SL_OK);
-    if (!projection(r, json_object_get(v.manifest, "columns"), fmt, &cols, &ncols))
+    if (!same_columns(json_object_get(v.manifest, "columns"), g)) {
+        gw_db_put(r, c, SL_OK);
+        gw_reply_error(r, SL_EINTERNAL, "the version's columns are not the dataset's");
         goto out;
+    }
+    /* the decision's view: columns denied (never projected), masks, row filters */
+    denied = sl_xcalloc(g->ncols + 1, 1);
+    mask = sl_xcalloc(g->ncols + 1, 1);
+    pol_decision_view(&g->d, denied, mask);
+    if (!projection(r, json_object_get(v.manifest, "columns"), fmt, denied, mask, &cols, &ncols)) {
+        gw_db_put(r, c, SL_OK);
+        goto out;
+    }
+    types = sl_xcalloc(ncols + 1, sizeof *types);
+    for (i = 0; i < ncols; i++)
+        types[i] = (st_type)g->cols[cols[i]].type;
     s = sl_xcalloc(1, sizeof *s);
     sl_buf_init_wiped(&s->first, (size_t)SL_MAX_CHUNK_BYTES * 2);
     s->audit = r->srv->audit;
+    s->decision = g;
+    g = NULL;
+    rc = gw_view_new(r, c, s->decision, ds.id, cols, types, ncols, &s->view, &err);
+    gw_db_put(r, c, rc == SL_EUNAVAIL ? rc : SL_OK);
+    if (rc != SL_OK)
+        goto fail;
     if ((rc = version_key(r, &v, &s->key, &err)) != SL_OK)
         goto fail;
     s->manifest = json_incref(v.manifest);
     if ((rc = st_reader_new(r->srv->storage, s->key, v.dataset_id, v.version,
                             (uint32_t)v.key_version, s->manifest, cols, ncols, (uint64_t)offset,
-                            limit, fmt, &s->rd, &err)) != SL_OK)
+                            limit, fmt, gw_view_get(s->view), &s->rd, &err)) != SL_OK)
         goto fail;
     /* the beginning and the first row group, before the answer */
     more = st_reader_next(s->rd, &s->first, &err);
@@ -849,8 +940,8 @@ gw_h_version_rows(gw_req *r)
     s->done = more == 0;
     json_object_set_new(r->detail, "format", json_string(st_out_ctype(fmt)));
     json_object_set_new(r->detail, "columns", json_integer((json_int_t)ncols));
-    snprintf(r->x_policy_version, sizeof r->x_policy_version, "0");
-    r->x_masked[0] = '\0';
+    snprintf(r->x_policy_version, sizeof r->x_policy_version, "%d", s->decision->policy_version);
+    masked_header(r, json_object_get(v.manifest, "columns"), cols, ncols, mask);
     gw_reply_stream(r, st_out_ctype(fmt), (gw_stream){read_produce, read_release, s});
     s->event = gw_event_now(r);
     s = NULL;
@@ -860,7 +951,11 @@ fail:
 out:
     if (s != NULL)
         read_release(s);
+    gw_decision_free(g);
     free(cols);
+    free(types);
+    free(denied);
+    free(mask);
     db_version_clear(&v);
     db_dataset_clear(&ds);
 }
@@ -913,7 +1008,7 @@ gw_h_version_delete(gw_req *r)
         gw_reply_err(r, &err);
         return;
     }
-    if (!path_ds_version(r, c, 1, "dataset.delete", &ds, &v))
+    if (!path_ds_version(r, c, 1, "dataset.delete", &ds, &v, NULL))
         goto out;
     if (db_version_shred(c, ds.id, v.version, &err) != SL_OK) {
         gw_reply_err(r, &err);
@@ -980,7 +1075,7 @@ gw_h_keys_rotate(gw_req *r)
     db_wrapped *list = NULL;
     rotation *rot;
     PGconn *c = NULL;
-    size_t n = 0, i, len = 0;
+    size_t n = 0, i, len = 0, ndata = 0;
     int version = 0, prev = gw_master_current(r->srv->keys), ver = 0, j;
     cry_key *k = NULL;
     sl_err err;
@@ -1017,6 +1112,32 @@ gw_h_keys_rotate(gw_req *r)
             SL_OK)
             goto fail;
     }
+    /* the datasets' mask keys */
+    ndata = n;
+    free(list);
+    list = NULL;
+    if (db_mask_keys(c, &list, &n, &err) != SL_OK)
+        goto fail;
+    for (i = 0; i < n; i++) {
+        char purpose[48], aad[64];
+        gw_mask_key_names(list[i].dataset_id, purpose, aad);
+        if (gw_master_unwrap(r->srv->keys, list[i].master_version, aad, list[i].wrapped,
+                             DB_WRAPPED_DATA_KEY, &k) != SL_OK) {
+            sl_err_set(&err, SL_EUNAVAIL, "a mask key cannot be unwrapped; nothing rotated");
+            sl_err_detail(&err, "dataset %lld, master key version %d",
+                          (long long)list[i].dataset_id, list[i].master_version);
+            goto fail;
+        }
+        for (j = 0; j < rot->nold && rot->old[j] != list[i].master_version; j++)
+            ;
+        if (j == rot->nold && rot->nold < GW_MAX_MASTERS)
+            rot->old[rot->nold++] = list[i].master_version;
+        gw_master_wrap_with(r->srv->keys, version, aad, k->p, k->n, w);
+        cry_key_free(k);
+        k = NULL;
+        if (db_wrapped_key_update(c, purpose, version, w, sizeof w, &err) != SL_OK)
+            goto fail;
+    }
     /* the token key too */
     if (db_wrapped_key_get(c, "token-hmac", &ver, &blob, &len, &err) != SL_OK)
         goto fail;
@@ -1045,9 +1166,9 @@ gw_h_keys_rotate(gw_req *r)
     gw_master_activate(r->srv->keys, version);
     r->after_commit = retire_old;
     r->detail = json_pack("{s:i, s:i, s:i}", "master_key_version", version, "previous", prev,
-                          "rewrapped", (int)n);
+                          "rewrapped", (int)ndata);
     gw_reply_json(r, 200,
-                  json_pack("{s:i, s:i}", "master_key_version", version, "rewrapped", (int)n));
+                  json_pack("{s:i, s:i}", "master_key_version", version, "rewrapped", (int)ndata));
     goto out;
 fail:
     gw_reply_err(r, &err);

@@ -6,6 +6,7 @@
 #define GW_HTTP_H
 
 #include "gw.h"
+#include "pol.h"
 #include "st.h"
 
 #define GW_MAX_PARAMS 4
@@ -29,7 +30,7 @@ typedef struct gw_route {
     int auth;             /* 1: a bearer token is required */
     int audited;          /* 0 only for /healthz, /readyz, /metrics */
     int body;             /* GW_BODY_NONE, GW_BODY_JSON, or GW_BODY_CSV (streamed) */
-    const char *roles[3]; /* any of these roles; {NULL} = any principal */
+    const char *roles[4]; /* any of these roles; {NULL} = any principal */
 } gw_route;
 
 struct gw_server {
@@ -176,6 +177,65 @@ sl_code gw_db_get(gw_req *r, PGconn **c, sl_err *err) SL_WUR;
 void gw_db_put(gw_req *r, PGconn *c, sl_code rc);
 /* gw_db_get, or NULL with the 503 answer set. */
 PGconn *gw_db_or_reply(gw_req *r);
+
+/* ---- decisions (gw_policy.c) ---- */
+
+/*
+ * A decision on a dataset with what it was made from: the dataset's columns as policy/
+ * sees them, its policy and the global ones compiled, the principal. Owns everything;
+ * the view of an allowed read comes from d.
+ */
+typedef struct {
+    json_t *columns; /* the dataset's, referenced: cols borrow their names */
+    pol_column *cols;
+    const char **tags;
+    size_t ncols;
+    pol_dataset ds;
+    json_t *doc; /* the dataset's policy document (NULL: none) */
+    int policy_version;
+    db_global *globals;
+    size_t nglobals;
+    pol_compiled *policy;
+    const char *roles[POL_SUBJECT_MAX + 1], *akeys[POL_SUBJECT_MAX + 1],
+        *avals[POL_SUBJECT_MAX + 1];
+    size_t nroles, nattrs;
+    pol_subject who;
+    pol_decision d;
+} gw_decision;
+void gw_decision_free(gw_decision *g);
+/* Decides action (one POL_ACT_ bit) on ds for principal who, reading the policies on c.
+ * SL_EUNAVAIL when the database fails; SL_EINTERNAL when a stored policy no longer
+ * compiles (nothing is allowed then). */
+sl_code gw_decide_for(gw_req *r, PGconn *c, const db_dataset *ds, const db_principal *who,
+                      uint32_t action, const char *purpose, gw_decision **out, sl_err *err) SL_WUR;
+/* Decides action (its name) for the request's principal and purpose, records the decision
+ * in the request's audit event; 1 when allowed (with *out, when not NULL, the decision the
+ * caller then frees), otherwise 0 with the answer (403, or the error) set. */
+int gw_allowed(gw_req *r, PGconn *c, const db_dataset *ds, const char *action, gw_decision **out);
+/* The dataset named in the path (params[0]), read on c (for_update: locked until the
+ * transaction ends); 0 with the answer set otherwise. */
+int gw_path_dataset(gw_req *r, PGconn *c, int for_update, db_dataset *ds);
+/*
+ * The view a read applies for an allowed decision (g, which must outlive it): the row
+ * filters that hold, and the masks of the projected columns (manifest indexes proj, their
+ * stored types). None of proj may be denied (SL_EINTERNAL: the projection is the
+ * caller's to refuse). Takes the dataset's mask key when a hash mask applies.
+ */
+typedef struct gw_view gw_view;
+sl_code gw_view_new(gw_req *r, PGconn *c, const gw_decision *g, int64_t dataset, const size_t *proj,
+                    const st_type *types, size_t nproj, gw_view **out, sl_err *err) SL_WUR;
+const st_view *gw_view_get(const gw_view *v);
+void gw_view_free(gw_view *v);
+/* A dataset's mask key: its wrapped_keys purpose and its wrapping AAD. */
+void gw_mask_key_names(int64_t dataset, char purpose[48], char aad[64]);
+/* Makes a dataset's mask key (its creation's transaction on c). */
+sl_code gw_mask_key_create(gw_req *r, PGconn *c, int64_t dataset, sl_err *err) SL_WUR;
+void gw_h_policy_put(gw_req *r);
+void gw_h_policy_get(gw_req *r);
+void gw_h_global_put(gw_req *r);
+void gw_h_global_delete(gw_req *r);
+void gw_h_global_list(gw_req *r);
+void gw_h_authorize(gw_req *r);
 
 /* Makes a new token for a principal; fills the JSON answer fields. */
 sl_code gw_token_issue(gw_req *r, PGconn *c, int64_t principal_id, int64_t ttl_s, json_t *answer,

@@ -282,21 +282,6 @@ gw_json_token_create(const json_t *obj, int64_t max_ttl_s, int64_t *ttl_s, sl_er
     return check_ttl(json_object_get(obj, "ttl_seconds"), max_ttl_s, ttl_s, err);
 }
 
-/* A column tag: a short lowercase word. */
-static int
-tag_valid(const char *t)
-{
-    size_t i, n = strlen(t);
-
-    if (n < 1 || n > 32 || !(t[0] >= 'a' && t[0] <= 'z'))
-        return 0;
-    for (i = 1; i < n; i++)
-        if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= '0' && t[i] <= '9') || t[i] == '_' ||
-              t[i] == '-'))
-            return 0;
-    return 1;
-}
-
 /* A column name as a CSV header may hold it: 1 to 128 bytes of UTF-8, printable. */
 static int
 column_name_valid(const char *s, size_t n)
@@ -322,7 +307,7 @@ check_tags(const json_t *tags, size_t col, sl_err *err)
                           col);
     json_array_foreach(tags, i, t)
     {
-        if (!json_is_string(t) || !tag_valid(json_string_value(t)))
+        if (!json_is_string(t) || !sl_tag_valid(json_string_value(t)))
             return sl_err_set(err, SL_EINVALID,
                               "columns[%zu].tags[%zu] must match ^[a-z][a-z0-9_-]{0,31}$", col, i);
         for (j = 0; j < i; j++)

@@ -145,6 +145,40 @@ static const gw_route routes[] = {
      1,
      0,
      {NULL}},
+    {"PUT", "/v1/datasets/{ds}/policy", "policy.put", gw_h_policy_put, 1, 1, GW_BODY_JSON, {NULL}},
+    {"GET", "/v1/datasets/{ds}/policy", "policy.get", gw_h_policy_get, 1, 1, 0, {NULL}},
+    {"PUT",
+     "/v1/policies/{name}",
+     "global_policy.put",
+     gw_h_global_put,
+     1,
+     1,
+     GW_BODY_JSON,
+     {"admin", NULL}},
+    {"DELETE",
+     "/v1/policies/{name}",
+     "global_policy.delete",
+     gw_h_global_delete,
+     1,
+     1,
+     0,
+     {"admin", NULL}},
+    {"GET",
+     "/v1/policies",
+     "global_policy.list",
+     gw_h_global_list,
+     1,
+     1,
+     0,
+     {"admin", "auditor", NULL}},
+    {"POST",
+     "/v1/authorize",
+     "authorize",
+     gw_h_authorize,
+     1,
+     1,
+     GW_BODY_JSON,
+     {"admin", "owner", "auditor"}},
     {"GET",
      "/v1/audit/checkpoints",
      "audit.checkpoints",
@@ -847,7 +881,8 @@ add_common_headers(gw_req *r, struct MHD_Response *resp)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
     if (r->x_policy_version[0] != '\0') {
         MHD_add_response_header(resp, "X-Sluice-Policy-Version", r->x_policy_version);
-        MHD_add_response_header(resp, "X-Sluice-Masked-Columns", r->x_masked);
+        if (r->x_masked[0] != '\0')
+            MHD_add_response_header(resp, "X-Sluice-Masked-Columns", r->x_masked);
     }
     if (atomic_load(&r->srv->stopping)) /* stopping: let keep-alive clients go */
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -1333,18 +1368,31 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
 static int
 authorize_route(gw_req *r)
 {
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sluice-Purpose");
+    char need[96] = "";
     int i, ok = 0;
 
+    if (h != NULL) {
+        if (!sl_name_valid(h)) {
+            gw_reason(r, "bad X-Sluice-Purpose header");
+            gw_reply_error(r, SL_EBADREQ,
+                           "header X-Sluice-Purpose must be a word matching "
+                           "^[a-z][a-z0-9_.-]{0,62}$");
+            return 0;
+        }
+        snprintf(r->purpose, sizeof r->purpose, "%s", h);
+    }
     if (r->route->roles[0] == NULL)
         return 1;
-    for (i = 0; r->route->roles[i] != NULL; i++)
+    for (i = 0; i < 4 && r->route->roles[i] != NULL; i++) {
         ok |= gw_has_role(r, r->route->roles[i]);
+        snprintf(need + strlen(need), sizeof need - strlen(need), "%s%s",
+                 i == 0 ? "" : (i + 1 < 4 && r->route->roles[i + 1] != NULL ? ", " : " or "),
+                 r->route->roles[i]);
+    }
     if (!ok) {
-        gw_reason(r, "requires role %s%s%s", r->route->roles[0], r->route->roles[1] ? " or " : "",
-                  r->route->roles[1] ? r->route->roles[1] : "");
-        gw_reply_error(r, SL_EDENIED, "this needs the role %s%s%s", r->route->roles[0],
-                       r->route->roles[1] ? " or " : "",
-                       r->route->roles[1] ? r->route->roles[1] : "");
+        gw_reason(r, "requires role %s", need);
+        gw_reply_error(r, SL_EDENIED, "this needs the role %s", need);
     }
     return ok;
 }

@@ -131,6 +131,34 @@ echo '$ sluice dataset fetch patients --out copy.csv   (byte for byte what was u
 cmp "$work/patients.csv" "$work/copy.csv" && echo "identical: $(wc -c <"$work/copy.csv") bytes"
 echo '$ sluice dataset fetch patients    (as bob, the trainer: refused, and audited)'
 SLUICE_TOKEN=$trainer_token "$bin" dataset fetch patients >/dev/null || true
+
+step "the owner, alice: a policy for the research trainers (masks, a denied column, a row filter)"
+cat >"$work/policy.json" <<'JSON'
+{"statements": [
+  {"id": "research-read", "effect": "allow",
+   "principals": {"roles": ["trainer"], "attributes": {"department": "research"}},
+   "actions": ["dataset.describe", "dataset.read", "compute.train", "compute.features"],
+   "purposes": ["model-training"],
+   "columns": {"deny": ["patient_id"], "mask": {"email": "hash"}},
+   "row_filter": "region == \"EU\" and age >= 18"},
+  {"id": "no-contractors", "effect": "deny",
+   "principals": {"attributes": {"employment": "contractor"}}, "actions": ["*"]}]}
+JSON
+cat "$work/policy.json"
+run "$bin" policy put patients "$work/policy.json"
+run "$bin" policy explain --principal bob --action dataset.read --dataset patients --purpose model-training
+
+step "the trainer, bob: reading under the policy"
+echo '$ sluice dataset fetch patients --purpose model-training --limit 3    (as bob)'
+SLUICE_TOKEN=$trainer_token "$bin" dataset fetch patients --purpose model-training --limit 3
+echo '$ sluice dataset fetch patients --format npy --purpose model-training --out x.npy   (as bob)'
+SLUICE_TOKEN=$trainer_token "$bin" dataset fetch patients --format npy --purpose model-training \
+  --out "$work/x.npy"
+/usr/bin/python3 -c 'import ast, sys; b = open(sys.argv[1], "rb").read(); h = ast.literal_eval(b[10:10 + int.from_bytes(b[8:10], "little")].decode()); print("npy: shape", h["shape"], "(rows, numeric columns seen by bob)")' "$work/x.npy"
+echo '$ sluice dataset fetch patients --columns patient_id --purpose model-training   (as bob: a denied column, refused)'
+SLUICE_TOKEN=$trainer_token "$bin" dataset fetch patients --columns patient_id --purpose model-training || true
+echo '$ sluice dataset fetch patients    (as bob, without a purpose: refused, and audited)'
+SLUICE_TOKEN=$trainer_token "$bin" dataset fetch patients >/dev/null || true
 run "$bin" dataset upload patients "$work/patients.csv"
 latest=$("$bin" dataset show patients --output json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["latest"])')
 run "$bin" dataset delete patients "$((latest - 1))"

@@ -139,6 +139,33 @@ sl_code db_dataset_list(PGconn *c, int64_t owner_id, const char *after, int limi
 sl_code db_dataset_update(PGconn *c, int64_t id, const char *description,
                           const char *classification, const json_t *columns, sl_err *err) SL_WUR;
 
+/*
+ * Policies (0005_policies.sql). A dataset's current policy: *doc a new reference (NULL
+ * and *version 0 when it has none).
+ */
+sl_code db_policy_get(PGconn *c, int64_t dataset_id, json_t **doc, int *version,
+                      sl_err *err) SL_WUR;
+/* Records a new version of a dataset's policy and makes it current; the caller holds
+ * the dataset's row locked (db_dataset_get for_update) in its transaction. */
+sl_code db_policy_put(PGconn *c, int64_t dataset_id, const json_t *doc, int64_t created_by,
+                      int *version, sl_err *err) SL_WUR;
+
+/* The current global policies (deleted ones left out), by name. */
+typedef struct {
+    char name[SL_MAX_NAME + 1];
+    int version;
+    json_t *doc;
+    char created_at[32];
+} db_global;
+sl_code db_globals_current(PGconn *c, db_global **out, size_t *n, sl_err *err) SL_WUR;
+void db_globals_free(db_global *g, size_t n);
+/*
+ * A new version of global policy `name` (doc NULL: its deletion). SL_ENOTFOUND when
+ * deleting one that does not exist; SL_ECONFLICT when another change of it came first.
+ */
+sl_code db_global_put(PGconn *c, const char *name, const json_t *doc, int64_t created_by,
+                      int *version, sl_err *err) SL_WUR;
+
 /* A data key wrapped by a master key: 32 bytes + CRY_WRAP_OVERHEAD. */
 #define DB_WRAPPED_DATA_KEY 72
 typedef struct {
@@ -193,6 +220,9 @@ typedef struct {
     unsigned char wrapped[DB_WRAPPED_DATA_KEY];
 } db_wrapped;
 sl_code db_keys_wrapped(PGconn *c, db_wrapped **out, size_t *n, sl_err *err) SL_WUR;
+/* Every dataset's wrapped mask key (wrapped_keys "mask:<dataset>"), locked likewise;
+ * version is 0. */
+sl_code db_mask_keys(PGconn *c, db_wrapped **out, size_t *n, sl_err *err) SL_WUR;
 sl_code db_key_rewrap(PGconn *c, int64_t dataset_id, int version, int master_version,
                       const unsigned char *wrapped, size_t len, sl_err *err) SL_WUR;
 sl_code db_wrapped_key_update(PGconn *c, const char *purpose, int master_version,

@@ -89,7 +89,8 @@ db_dataset_insert(PGconn *c, const char *name, int64_t owner_id, const char *cla
     "jsonb_build_object('name', d.name, 'classification', d.classification, 'owner', "       \
     "p.name, 'description', d.description, 'columns', d.columns, 'versions', " VERSIONS_JSON \
     ", 'latest', (SELECT max(v.version) FROM dataset_versions v WHERE v.dataset_id = d.id "  \
-    "AND v.state = 'live'), 'created_at', " TS_SQL("d.created_at") ")"
+    "AND v.state = 'live'), 'policy_version', d.policy_version, 'created_at', " TS_SQL(      \
+        "d.created_at") ")"
 
 #define DATASET_SQL                                            \
     "SELECT d.id, d.owner_id, d.classification, " DATASET_JSON \
@@ -454,6 +455,39 @@ db_keys_wrapped(PGconn *c, db_wrapped **out, size_t *n, sl_err *err)
 }
 
 sl_code
+db_mask_keys(PGconn *c, db_wrapped **out, size_t *n, sl_err *err)
+{
+    PGresult *r;
+    int i;
+
+    *out = NULL;
+    *n = 0;
+    r = db_query(c,
+                 "SELECT substr(purpose, 6)::bigint, master_version, encode(wrapped, 'hex') FROM "
+                 "wrapped_keys WHERE purpose ~ '^mask:[0-9]{1,18}$' ORDER BY purpose FOR UPDATE",
+                 0, NULL, NULL, NULL, PGRES_TUPLES_OK, err);
+    if (r == NULL)
+        return err->code;
+    *out = sl_xcalloc((size_t)PQntuples(r) + 1, sizeof **out);
+    for (i = 0; i < PQntuples(r); i++) {
+        db_wrapped *w = &(*out)[i];
+
+        w->dataset_id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+        w->master_version = atoi(PQgetvalue(r, i, 1));
+        if (!db_unhex(PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2), w->wrapped,
+                      DB_WRAPPED_DATA_KEY)) {
+            free(*out);
+            *out = NULL;
+            PQclear(r);
+            return sl_err_set(err, SL_EUNAVAIL, "a wrapped mask key has the wrong length");
+        }
+    }
+    *n = (size_t)PQntuples(r);
+    PQclear(r);
+    return SL_OK;
+}
+
+sl_code
 db_key_rewrap(PGconn *c, int64_t dataset_id, int version, int master_version,
               const unsigned char *wrapped, size_t len, sl_err *err)
 {
@@ -509,6 +543,149 @@ db_master_in_use(PGconn *c, int master_version, int *in_use, sl_err *err)
     if (r == NULL)
         return err->code;
     *in_use = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return SL_OK;
+}
+
+/* ---- policies ---- */
+
+sl_code
+db_policy_get(PGconn *c, int64_t dataset_id, json_t **doc, int *version, sl_err *err)
+{
+    char ds[24];
+    const char *params[1] = {ds};
+    PGresult *r;
+
+    *doc = NULL;
+    *version = 0;
+    i64_text(dataset_id, ds);
+    r = db_query(c,
+                 "SELECT d.policy_version, p.document FROM datasets d LEFT JOIN dataset_policies p "
+                 "ON p.dataset_id = d.id AND p.version = d.policy_version WHERE d.id = $1",
+                 1, params, NULL, NULL, PGRES_TUPLES_OK, err);
+    if (r == NULL)
+        return err->code;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return sl_err_set(err, SL_ENOTFOUND, "dataset not found");
+    }
+    *version = atoi(PQgetvalue(r, 0, 0));
+    if (*version > 0 && (PQgetisnull(r, 0, 1) || (*doc = cell_json(r, 0, 1, err)) == NULL)) {
+        PQclear(r);
+        *version = 0;
+        return sl_err_set(err, SL_EUNAVAIL, "a dataset's policy version has no document");
+    }
+    PQclear(r);
+    return SL_OK;
+}
+
+sl_code
+db_policy_put(PGconn *c, int64_t dataset_id, const json_t *doc, int64_t created_by, int *version,
+              sl_err *err)
+{
+    char ds[24], by[24], *text = db_dumps(doc);
+    const char *params[3] = {ds, text, by};
+    PGresult *r;
+
+    i64_text(dataset_id, ds);
+    i64_text(created_by, by);
+    r = db_query(c,
+                 "WITH v AS (UPDATE datasets SET policy_version = policy_version + 1, updated_at = "
+                 "now() WHERE id = $1 RETURNING policy_version) INSERT INTO dataset_policies "
+                 "(dataset_id, version, document, created_by) SELECT $1, v.policy_version, "
+                 "$2::jsonb, $3 FROM v RETURNING version",
+                 3, params, NULL, NULL, PGRES_TUPLES_OK, err);
+    free(text);
+    if (r == NULL)
+        return err->code;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return sl_err_set(err, SL_ENOTFOUND, "dataset not found");
+    }
+    *version = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return SL_OK;
+}
+
+void
+db_globals_free(db_global *g, size_t n)
+{
+    size_t i;
+
+    if (g == NULL)
+        return;
+    for (i = 0; i < n; i++)
+        json_decref(g[i].doc);
+    free(g);
+}
+
+sl_code
+db_globals_current(PGconn *c, db_global **out, size_t *n, sl_err *err)
+{
+    PGresult *r;
+    int i, rows;
+
+    *out = NULL;
+    *n = 0;
+    r = db_query(c,
+                 "SELECT name, version, document, " TS_SQL(
+                     "created_at") " FROM (SELECT DISTINCT "
+                                   "ON (name) name, version, document, created_at FROM "
+                                   "global_policies ORDER BY "
+                                   "name, version DESC) g WHERE document IS NOT NULL ORDER BY name",
+                 0, NULL, NULL, NULL, PGRES_TUPLES_OK, err);
+    if (r == NULL)
+        return err->code;
+    rows = PQntuples(r);
+    *out = sl_xcalloc((size_t)rows + 1, sizeof **out);
+    for (i = 0; i < rows; i++) {
+        db_global *g = &(*out)[i];
+
+        snprintf(g->name, sizeof g->name, "%s", PQgetvalue(r, i, 0));
+        g->version = atoi(PQgetvalue(r, i, 1));
+        snprintf(g->created_at, sizeof g->created_at, "%s", PQgetvalue(r, i, 3));
+        if ((g->doc = cell_json(r, i, 2, err)) == NULL) {
+            db_globals_free(*out, (size_t)i);
+            *out = NULL;
+            PQclear(r);
+            return SL_EUNAVAIL;
+        }
+    }
+    *n = (size_t)rows;
+    PQclear(r);
+    return SL_OK;
+}
+
+sl_code
+db_global_put(PGconn *c, const char *name, const json_t *doc, int64_t created_by, int *version,
+              sl_err *err)
+{
+    char by[24], *text = doc != NULL ? db_dumps(doc) : NULL;
+    const char *params[3] = {name, text, by};
+    PGresult *r;
+
+    i64_text(created_by, by);
+    /* a deletion needs a current document; two changes at once: the second is a
+     * unique violation on (name, version), a conflict */
+    r = db_query(c,
+                 "WITH cur AS (SELECT version, document FROM global_policies WHERE name = $1 "
+                 "ORDER BY version DESC LIMIT 1) INSERT INTO global_policies (name, version, "
+                 "document, created_by) SELECT $1, coalesce((SELECT version FROM cur), 0) + 1, "
+                 "$2::jsonb, $3 WHERE $2::jsonb IS NOT NULL OR (SELECT document FROM cur) IS NOT "
+                 "NULL RETURNING version",
+                 3, params, NULL, NULL, PGRES_TUPLES_OK, err);
+    free(text);
+    if (r == NULL) {
+        if (err->code == SL_ECONFLICT)
+            sl_err_set(err, SL_ECONFLICT, "global policy \"%s\" changed meanwhile: try again",
+                       name);
+        return err->code;
+    }
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return sl_err_set(err, SL_ENOTFOUND, "global policy \"%s\" not found", name);
+    }
+    *version = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
     return SL_OK;
 }

@@ -152,6 +152,10 @@ sl_code st_column_add(st_column *c, const st_field *f, sl_err *err) SL_WUR;
  * SL_EINVALID when a value does not read as a float64. */
 sl_code st_column_floats(st_column *c) SL_WUR;
 
+/* Keeps the rows r with keep[r] non-zero, in order, in place; the others are gone (their
+ * bytes stay in the column's memory until it is reused or wiped). Returns the rows kept. */
+uint32_t st_column_keep(st_column *c, const uint8_t *keep);
+
 /*
  * The encoded form of a chunk, before compression and sealing (little-endian):
  *   "SLC1", type u8, flags u8, 2 zero bytes, rows u32, null count u32,
@@ -374,17 +378,41 @@ sl_code st_out_rows(st_out f, const char *const *names, const st_column *cols, s
 /* ---- reading a version (st_read.c) ---- */
 
 /*
+ * A view every row group of a read passes through before it is formatted: the policy's,
+ * which the gateway builds (the store knows nothing of policies). keep (NULL: every row)
+ * marks the rows that pass, keep[r] 1, given the group's decoded columns by manifest
+ * index (bycol[i] NULL for a column not decoded; float64 ones with their values); it
+ * reads only the columns `extra` lists (manifest indexes), which the reader decodes
+ * whether projected or not. mask (NULL: none), for each projected column i with
+ * masked[i] set, fills out (a column of masked_types[i], reset) with in's rows masked.
+ * Both may run on two threads at once (the read-ahead's and the caller's) and fail the
+ * read by returning an error. Everything is borrowed for the reader's lifetime.
+ * With keep, offset and limit count the rows that pass; and an npy read counts them
+ * first (a pass over the extra columns), because its header holds the row count.
+ */
+typedef struct {
+    const size_t *extra;
+    size_t nextra;
+    sl_code (*keep)(void *ctx, const st_column *const *bycol, uint32_t rows, uint8_t *keep);
+    const uint8_t *masked;
+    const st_type *masked_types;
+    sl_code (*mask)(void *ctx, size_t col, const st_column *in, st_column *out);
+    void *ctx;
+} st_view;
+
+/*
  * A read of a stored version, a row group at a time: the projected columns (indexes into
  * the manifest's columns, in the order wanted; NULL and 0 = all), rows [offset, offset +
- * limit) (limit < 0: to the end), in a format. Groups before the offset are skipped
- * without being read. Memory: one row group of the projected columns. The manifest is
- * borrowed (as st_ingest_finish made it) and checked for shape.
+ * limit) (limit < 0: to the end), in a format, through a view (NULL: none). Without a
+ * row filter, groups before the offset are skipped without being read. Memory: two row
+ * groups of the columns read. The manifest is borrowed (as st_ingest_finish made it) and
+ * checked for shape.
  */
 typedef struct st_reader st_reader;
 sl_code st_reader_new(const st_storage *s, const cry_key *key, int64_t dataset, int64_t version,
                       uint32_t key_version, const json_t *manifest, const size_t *cols,
-                      size_t ncols, uint64_t offset, int64_t limit, st_out fmt, st_reader **out,
-                      sl_err *err) SL_WUR;
+                      size_t ncols, uint64_t offset, int64_t limit, st_out fmt, const st_view *view,
+                      st_reader **out, sl_err *err) SL_WUR;
 /* A piece holds at most ST_READ_SLICE rows, and stops growing past ST_READ_BYTES (16 rows
  * at most after it): a group is read whole, then given a slice at a time. */
 #define ST_READ_SLICE 2048

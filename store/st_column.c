@@ -380,6 +380,42 @@ st_column_floats(st_column *c)
     return SL_OK;
 }
 
+uint32_t
+st_column_keep(st_column *c, const uint8_t *keep)
+{
+    uint32_t r, w = 0, at = 0, rows = c->rows;
+    int text = c->off != NULL && (c->type == ST_STRING || c->text);
+    size_t end = text ? c->off[rows] : 0;
+
+    for (r = 0; r < rows; r++) {
+        if (!keep[r])
+            continue;
+        c->nulls[w] = c->nulls[r];
+        if (c->i64 != NULL && c->type == ST_INT64)
+            c->i64[w] = c->i64[r];
+        if (c->f64 != NULL && c->type == ST_FLOAT64)
+            c->f64[w] = c->f64[r];
+        if (c->b != NULL && c->type == ST_BOOL)
+            c->b[w] = c->b[r];
+        if (text) {
+            uint32_t len = c->off[r + 1] - c->off[r];
+            if (at != c->off[r])
+                memmove(c->str + at, c->str + c->off[r], len);
+            c->off[w] = at;
+            at += len;
+        }
+        w++;
+    }
+    if (text) {
+        c->off[w] = at;
+        /* the bytes freed, and the padding past the new end, are zeros */
+        if (c->str != NULL && end > at)
+            memset(c->str + at, 0, end - at);
+    }
+    c->rows = w;
+    return w;
+}
+
 /* Room for `rows` rows in the arrays a decoded column of its type uses (and keeping
  * those it has: a column is decoded into again and again by a read). */
 static void

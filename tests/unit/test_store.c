@@ -7,6 +7,7 @@
  * its line and column and without the data; integers at their limits; floats that must
  * read back bit for bit; inference.
  */
+#include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1632,7 +1633,7 @@ read_all(store_fixture *fx, const json_t *m, const size_t *cols, size_t ncols, u
     sl_code rc;
     int more;
 
-    if ((rc = st_reader_new(fx->s, fx->key, 11, 2, 1, m, cols, ncols, offset, limit, fmt, &r,
+    if ((rc = st_reader_new(fx->s, fx->key, 11, 2, 1, m, cols, ncols, offset, limit, fmt, NULL, &r,
                             err)) != SL_OK)
         return rc;
     while ((more = st_reader_next(r, out, err)) > 0)
@@ -1711,6 +1712,136 @@ read_slices_and_projection(void **state)
     fixture_down(&fx);
 }
 
+/* A view like the policy's: rows whose i is a multiple of 3; s served upper-cased. */
+static sl_code
+keep_thirds(void *ctx, const st_column *const *bycol, uint32_t rows, uint8_t *keep)
+{
+    uint32_t r;
+
+    (void)ctx;
+    if (bycol[0] == NULL || bycol[0]->type != ST_INT64)
+        return SL_EINTERNAL; /* the column the view asked for is decoded for it */
+    for (r = 0; r < rows; r++)
+        keep[r] = bycol[0]->i64[r] % 3 == 0;
+    return SL_OK;
+}
+
+static sl_code
+mask_upper(void *ctx, size_t col, const st_column *in, st_column *out)
+{
+    uint32_t r;
+    sl_err err;
+
+    (void)ctx;
+    if (col != 1)
+        return SL_EINTERNAL;
+    for (r = 0; r < in->rows; r++) {
+        char v[32];
+        size_t n = in->off[r + 1] - in->off[r], k;
+        st_field f = {v, n, 0};
+
+        memcpy(v, in->str + in->off[r], n);
+        for (k = 0; k < n; k++)
+            v[k] = (char)toupper((unsigned char)v[k]);
+        if (st_column_add(out, &f, &err) != SL_OK)
+            return SL_EINTERNAL;
+    }
+    return SL_OK;
+}
+
+static void
+read_through_a_view(void **state)
+{
+    store_fixture fx;
+    sl_buf csv, out, want;
+    json_t *m;
+    sl_err err;
+    uint32_t i, n = 2 * SL_ROWS_PER_GROUP + 500, kept = 0;
+    const size_t proj[] = {1, 2}, extra[] = {0}, xonly[] = {1};
+    const uint8_t masked[] = {0, 1};
+    const st_type mtypes[] = {ST_FLOAT64, ST_STRING};
+    st_view v = {extra, 1, keep_thirds, masked, mtypes, mask_upper, NULL};
+    st_reader *r;
+    int more;
+
+    (void)state;
+    fixture_up(&fx);
+    sl_buf_init(&csv, 64 << 20);
+    assert_int_equal(sl_buf_puts(&csv, "i,x,s\n"), SL_OK);
+    for (i = 0; i < n; i++)
+        assert_int_equal(sl_buf_printf(&csv, "%u,%u.25,r%u\n", i, i, i), SL_OK);
+    assert_int_equal(ingest(&fx, csv.data, csv.len, 1 << 16, NULL, 0, &m, &err), SL_OK);
+    sl_buf_init(&out, 64 << 20);
+    sl_buf_init(&want, 64 << 20);
+    /* every row that passes, masked; offset and limit count rows that pass (here across
+     * the first group boundary) */
+    for (int pass = 0; pass < 2; pass++) {
+        uint64_t off = pass ? SL_ROWS_PER_GROUP / 3 - 2 : 0;
+        int64_t lim = pass ? 5 : -1;
+        uint64_t seen = 0, given = 0;
+
+        sl_buf_reset(&out);
+        sl_buf_reset(&want);
+        assert_int_equal(
+            st_reader_new(fx.s, fx.key, 11, 2, 1, m, proj, 2, off, lim, ST_OUT_CSV, &v, &r, &err),
+            SL_OK);
+        while ((more = st_reader_next(r, &out, &err)) > 0)
+            ;
+        if (more != 0)
+            print_error("read: %s\n", err.msg);
+        assert_int_equal(more, 0);
+        st_reader_free(r);
+        assert_int_equal(sl_buf_puts(&want, "x,s\n"), SL_OK);
+        for (i = 0; i < n; i += 3) {
+            if (seen++ < off || (lim >= 0 && given >= (uint64_t)lim))
+                continue;
+            given++;
+            assert_int_equal(sl_buf_printf(&want, "%u.25,R%u\n", i, i), SL_OK);
+        }
+        assert_int_equal(out.len, want.len);
+        assert_memory_equal(out.data, want.data, want.len);
+    }
+    /* npy counts the rows that pass first: its header holds them */
+    for (i = 0; i < n; i += 3)
+        kept++;
+    sl_buf_reset(&out);
+    assert_int_equal(
+        st_reader_new(fx.s, fx.key, 11, 2, 1, m, xonly, 1, 10, -1, ST_OUT_NPY, &v, &r, &err),
+        SL_OK);
+    while ((more = st_reader_next(r, &out, &err)) > 0)
+        ;
+    assert_int_equal(more, 0);
+    st_reader_free(r);
+    {
+        char shape[64];
+        size_t h = (size_t)((unsigned char)out.data[8] | (unsigned char)out.data[9] << 8) + 10;
+        double first;
+        snprintf(shape, sizeof shape, "'shape': (%u, 1)", kept - 10);
+        assert_non_null(strstr(out.data + 10, shape));
+        assert_int_equal(out.len - h, (size_t)(kept - 10) * 8);
+        memcpy(&first, out.data + h, 8);
+        assert_true(first == 30.25);
+    }
+    /* a mask that fails fails the read; so does a filter */
+    {
+        const uint8_t all[] = {1, 1};
+        st_view bad = {extra, 1, keep_thirds, all, mtypes, mask_upper, NULL};
+        sl_buf_reset(&out);
+        assert_int_equal(
+            st_reader_new(fx.s, fx.key, 11, 2, 1, m, proj, 2, 0, -1, ST_OUT_CSV, &bad, &r, &err),
+            SL_OK);
+        while ((more = st_reader_next(r, &out, &err)) > 0)
+            ;
+        assert_int_equal(more, -1);
+        st_reader_free(r);
+    }
+    sl_buf_free(&out);
+    sl_buf_free(&want);
+    sl_buf_free(&csv);
+    json_decref(m);
+    fixture_down(&fx);
+}
+
 int
 main(void)
 {
@@ -1740,6 +1871,7 @@ main(void)
         cmocka_unit_test(ingest_cuts_and_earliest_refusal),
         cmocka_unit_test(formats_exact),
         cmocka_unit_test(read_slices_and_projection),
+        cmocka_unit_test(read_through_a_view),
     };
 
     if (cry_init() != SL_OK)
