@@ -61,6 +61,11 @@
  * audit writer checks each cached one when the request's event commits. */
 #define SL_AUTH_CACHE       4096
 #define SL_AUTH_CACHE_TTL_S 300
+/* Seconds between two looks for versions past their retention's max_days: expiry is
+ * within this of its time (tests set 1). */
+#define SL_DEFAULT_RETENTION_SWEEP_S 60
+/* Versions one sweep shreds at most (the next sweep goes on). */
+#define SL_RETENTION_SWEEP_MAX 1000
 /* Database connections each gateway keeps for request handlers. */
 #define SL_DEFAULT_DB_POOL 8
 /* How long a handler waits for a pooled database connection. */

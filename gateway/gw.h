@@ -46,6 +46,7 @@ typedef struct {
     char storage[4096]; /* storage directories, comma-separated (absolute paths) */
     int parity;         /* parity fragments per chunk (the last `parity` directories) */
     char signing_key_id[CRY_KEY_ID_HEX + 1];
+    int retention_sweep_s; /* how often expired versions are looked for (serve only) */
 } gw_config;
 
 typedef struct {
@@ -267,12 +268,27 @@ sl_code gw_json_principal_patch(const json_t *obj, gw_principal_body *out, sl_er
 sl_code gw_json_token_create(const json_t *obj, int64_t max_ttl_s, int64_t *ttl_s,
                              sl_err *err) SL_WUR;
 
+/*
+ * A retention rule {"min_days"?, "max_days"?, "mode"}: day counts (fractional allowed)
+ * with -1 for not given (at least one is), max_days >= min_days, mode "governance" or
+ * "compliance" (borrowed).
+ */
+typedef struct {
+    double min_days, max_days;
+    const char *mode;
+} gw_retention;
+sl_code gw_json_retention(const json_t *obj, gw_retention *out, sl_err *err) SL_WUR;
+/* {"hold": bool, "reason": text (required to set a hold)}; reason borrowed. */
+sl_code gw_json_legal_hold(const json_t *obj, int *hold, const char **reason, sl_err *err) SL_WUR;
+
 /* Validates a dataset creation (or, with _patch, change) body; fields borrowed from obj. */
 typedef struct {
     const char *name;
     const char *classification;
     const char *description;
     const json_t *columns; /* [{"name","type"?,"tags"?}] or NULL */
+    gw_retention retention;
+    int has_retention;
 } gw_dataset_body;
 sl_code gw_json_dataset_create(const json_t *obj, gw_dataset_body *out, sl_err *err) SL_WUR;
 sl_code gw_json_dataset_patch(const json_t *obj, gw_dataset_body *out, sl_err *err) SL_WUR;

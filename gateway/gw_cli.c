@@ -25,6 +25,7 @@ typedef struct {
     const char *cmd;
     int json_out;
     const char *purpose; /* --purpose or SLUICE_PURPOSE: X-Sluice-Purpose */
+    int bypass;          /* --bypass-governance: X-Sluice-Bypass-Governance: true */
 } cli;
 
 typedef struct {
@@ -254,6 +255,8 @@ request(const cli *c, const char *method, const char *path, const json_t *body, 
     auth = sl_xmalloc(strlen(token) + 32);
     snprintf(auth, strlen(token) + 32, "Authorization: Bearer %s", token);
     h = curl_slist_append(h, auth);
+    if (c->bypass)
+        h = curl_slist_append(h, "X-Sluice-Bypass-Governance: true");
     if (c->purpose != NULL) {
         char ph[128];
         snprintf(ph, sizeof ph, "X-Sluice-Purpose: %s", c->purpose);
@@ -1722,10 +1725,127 @@ cmd_policy(cli *c, int argc, char **argv)
     return rc;
 }
 
+/* ---- retention and legal holds ---- */
+
+/* A day count for --min-days / --max-days: a non-negative decimal number. */
+static int
+days_opt(const cli *c, const char *opt, const char *v, double *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtod(v, &end);
+    if (errno != 0 || end == v || *end != '\0' || !(*out >= 0) || *out > 36500)
+        return usage(c, "%s takes a number of days from 0 to 36500", opt);
+    return 0;
+}
+
+/* A retention rule as the server answers it: {"min_days", "max_days", "mode"}. */
+static void
+print_rule(const json_t *rt)
+{
+    const json_t *mn = json_object_get(rt, "min_days"), *mx = json_object_get(rt, "max_days");
+
+    printf("retention:  %s, min_days ", json_string_value(json_object_get(rt, "mode")));
+    if (json_is_number(mn))
+        printf("%g", json_number_value(mn));
+    else
+        printf("none");
+    printf(", max_days ");
+    if (json_is_number(mx))
+        printf("%g\n", json_number_value(mx));
+    else
+        printf("none\n");
+}
+
+static int
+cmd_retention(cli *c, int argc, char **argv)
+{
+    const char *mode = NULL;
+    double mn = -1, mx = -1;
+    json_t *body, *a = NULL;
+    char path[256];
+    int i, rc;
+
+    if (argc < 2 || strcmp(argv[0], "set") != 0)
+        return usage(c, "%s",
+                     "expected retention set DATASET [--min-days N] [--max-days M] "
+                     "--mode governance|compliance");
+    if (!sl_name_valid(argv[1]))
+        return usage(c, "\"%.80s\" is not a dataset name", argv[1]);
+    for (i = 2; i < argc; i += 2) {
+        if (i + 1 >= argc)
+            return usage(c, "%.40s needs a value", argv[i]);
+        if (strcmp(argv[i], "--min-days") == 0) {
+            if ((rc = days_opt(c, argv[i], argv[i + 1], &mn)) != 0)
+                return rc;
+        } else if (strcmp(argv[i], "--max-days") == 0) {
+            if ((rc = days_opt(c, argv[i], argv[i + 1], &mx)) != 0)
+                return rc;
+        } else if (strcmp(argv[i], "--mode") == 0) {
+            mode = argv[i + 1];
+        } else {
+            return usage(c, "unexpected argument %.80s", argv[i]);
+        }
+    }
+    if (mode == NULL || (strcmp(mode, "governance") != 0 && strcmp(mode, "compliance") != 0))
+        return usage(c, "%s", "--mode governance or --mode compliance is required");
+    body = json_pack("{s:s}", "mode", mode);
+    if (mn >= 0)
+        json_object_set_new(body, "min_days", json_real(mn));
+    if (mx >= 0)
+        json_object_set_new(body, "max_days", json_real(mx));
+    snprintf(path, sizeof path, "/v1/datasets/%s/retention", argv[1]);
+    rc = call(c, "PUT", path, body, &a);
+    if (rc == 0 && !c->json_out) {
+        printf("dataset:    %s\n", argv[1]);
+        print_rule(a);
+    }
+    json_decref(a);
+    json_decref(body);
+    return rc;
+}
+
+static int
+cmd_hold(cli *c, int argc, char **argv)
+{
+    const char *reason = NULL;
+    json_t *body, *a = NULL;
+    char path[256];
+    int set, rc;
+
+    if (argc < 2 || (strcmp(argv[0], "set") != 0 && strcmp(argv[0], "clear") != 0))
+        return usage(c, "%s", "expected hold set DATASET --reason TEXT or hold clear DATASET");
+    set = strcmp(argv[0], "set") == 0;
+    if (!sl_name_valid(argv[1]))
+        return usage(c, "\"%.80s\" is not a dataset name", argv[1]);
+    if (argc == 4 && strcmp(argv[2], "--reason") == 0 && sl_utf8_valid(argv[3], strlen(argv[3])))
+        reason = argv[3];
+    else if (argc != 2)
+        return usage(c, "%s", "expected --reason TEXT (UTF-8) after the dataset");
+    if (set && reason == NULL)
+        return usage(c, "%s", "a legal hold needs --reason TEXT");
+    body = json_pack("{s:b}", "hold", set);
+    if (reason != NULL)
+        json_object_set_new(body, "reason", json_string(reason));
+    snprintf(path, sizeof path, "/v1/datasets/%s/legal-hold", argv[1]);
+    rc = call(c, "PUT", path, body, &a);
+    if (rc == 0 && !c->json_out) {
+        char buf[200];
+        printf("dataset:    %s\n", argv[1]);
+        printf("legal hold: %s\n", json_is_true(json_object_get(a, "hold"))
+                                       ? clean(json_object_get(a, "reason"), buf, sizeof buf)
+                                       : "no");
+    }
+    json_decref(a);
+    json_decref(body);
+    return rc;
+}
+
 int
 gw_cli_main(const char *cmd, int argc, char **argv)
 {
-    cli c = {cmd, 0, NULL};
+    cli c = {cmd, 0, NULL, 0};
     char **args = sl_xcalloc((size_t)argc + 1, sizeof *args);
     int i, n = 0, rc;
 
@@ -1736,6 +1856,10 @@ gw_cli_main(const char *cmd, int argc, char **argv)
     for (i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--purpose") == 0 && i + 1 < argc) {
             c.purpose = argv[++i];
+            continue;
+        }
+        if (strcmp(argv[i], "--bypass-governance") == 0) {
+            c.bypass = 1;
             continue;
         }
         if (strcmp(argv[i], "--output") == 0 && i + 1 < argc) {
@@ -1772,6 +1896,10 @@ gw_cli_main(const char *cmd, int argc, char **argv)
         rc = cmd_store(&c, n, args);
     else if (strcmp(cmd, "policy") == 0)
         rc = cmd_policy(&c, n, args);
+    else if (strcmp(cmd, "retention") == 0)
+        rc = cmd_retention(&c, n, args);
+    else if (strcmp(cmd, "hold") == 0)
+        rc = cmd_hold(&c, n, args);
     else {
         fprintf(stderr, "sluice: unknown command %s (see sluice --help)\n", cmd);
         rc = 2;

@@ -42,6 +42,7 @@ gw_config_defaults(gw_config *cfg)
     cfg->auth_fail_per_min = SL_DEFAULT_AUTH_FAIL_PER_MIN;
     cfg->max_token_ttl_s = (int64_t)SL_DEFAULT_MAX_TOKEN_TTL_DAYS * 86400;
     cfg->master_key_version = 1;
+    cfg->retention_sweep_s = SL_DEFAULT_RETENTION_SWEEP_S;
 }
 
 sl_code

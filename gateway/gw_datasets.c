@@ -98,11 +98,7 @@ columns_stored(const json_t *cols)
 static json_t *
 dataset_doc(const db_dataset *ds)
 {
-    json_t *doc = json_deep_copy(ds->doc);
-
-    json_object_set_new(doc, "retention", json_null());
-    json_object_set_new(doc, "legal_hold", json_false());
-    return doc;
+    return json_deep_copy(ds->doc);
 }
 
 void
@@ -127,7 +123,8 @@ gw_h_dataset_create(gw_req *r)
     if (gw_txn_begin(r, &c, &err) != SL_OK ||
         db_dataset_insert(c, b.name, r->who.id, b.classification, b.description, cols, &id, &err) !=
             SL_OK ||
-        gw_mask_key_create(r, c, id, &err) != SL_OK ||
+        db_lock_keys(c, 0, &err) != SL_OK || gw_mask_key_create(r, c, id, &err) != SL_OK ||
+        (b.has_retention && gw_retention_create(c, id, &b.retention, &err) != SL_OK) ||
         db_dataset_get(c, b.name, 0, &ds, &err) != SL_OK)
         goto fail;
     snprintf(r->location, sizeof r->location, "/v1/datasets/%s", b.name);
@@ -181,11 +178,18 @@ gw_h_dataset_list(gw_req *r)
                 rc = SL_OK; /* deleted meanwhile */
                 continue;
             }
-            if (rc == SL_OK &&
-                (rc = gw_decide_for(r, c, &ds, &r->who, POL_ACT_DESCRIBE,
-                                    r->purpose[0] ? r->purpose : NULL, &g, &err)) == SL_OK &&
-                g->d.allow)
-                json_array_append(out, it);
+            if (rc == SL_OK) {
+                sl_code drc = gw_decide_for(r, c, &ds, &r->who, POL_ACT_DESCRIBE,
+                                            r->purpose[0] ? r->purpose : NULL, &g, &err);
+                if (drc == SL_OK && g->d.allow)
+                    json_array_append(out, it);
+                else if (drc == SL_EUNAVAIL)
+                    rc = drc;
+                else if (drc != SL_OK) /* one dataset's policy broken: left out, logged */
+                    sl_warn("request %s: dataset %s left out of a list: %s", r->request_id, name,
+                            err.msg);
+                sl_err_clear(&err);
+            }
             gw_decision_free(g);
             db_dataset_clear(&ds);
         }
@@ -1008,7 +1012,8 @@ gw_h_version_delete(gw_req *r)
         gw_reply_err(r, &err);
         return;
     }
-    if (!path_ds_version(r, c, 1, "dataset.delete", &ds, &v, NULL))
+    if (!path_ds_version(r, c, 1, "dataset.delete", &ds, &v, NULL) ||
+        !gw_retention_may_delete(r, &ds, &v))
         goto out;
     if (db_version_shred(c, ds.id, v.version, &err) != SL_OK) {
         gw_reply_err(r, &err);

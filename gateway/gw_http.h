@@ -51,6 +51,11 @@ struct gw_server {
     atomic_long streams;  /* audit exports in progress */
     atomic_llong ping_ns; /* /readyz: when the database was last checked, and the result */
     atomic_int ping_ok;
+    /* the retention sweeper (gw_retention.c) */
+    pthread_t sweeper;
+    int sweeper_started;
+    pthread_mutex_t sweep_mu;
+    pthread_cond_t sweep_cv;
 };
 
 /* A streamed response body: produce() appends to out; returns 1 more, 0 done, -1 error. */
@@ -230,6 +235,19 @@ void gw_view_free(gw_view *v);
 void gw_mask_key_names(int64_t dataset, char purpose[48], char aad[64]);
 /* Makes a dataset's mask key (its creation's transaction on c). */
 sl_code gw_mask_key_create(gw_req *r, PGconn *c, int64_t dataset, sl_err *err) SL_WUR;
+/* ---- retention and legal holds (gw_retention.c) ---- */
+void gw_h_retention_put(gw_req *r);
+void gw_h_legal_hold_put(gw_req *r);
+/* 1 when version v of ds may be deleted now (legal hold, min_days, governance bypass by
+ * an admin); otherwise 0 with the 423 answer set. */
+int gw_retention_may_delete(gw_req *r, const db_dataset *ds, const db_version *v);
+/* Sets a new dataset's retention in its creation's transaction. */
+sl_code gw_retention_create(PGconn *c, int64_t dataset, const gw_retention *rt, sl_err *err) SL_WUR;
+/* The sweeper: every cfg->retention_sweep_s, versions past max_days are shredded, each
+ * with its audit event committed first. Stopped before the audit writer. */
+void gw_sweeper_start(gw_server *s);
+void gw_sweeper_stop(gw_server *s);
+
 void gw_h_policy_put(gw_req *r);
 void gw_h_policy_get(gw_req *r);
 void gw_h_global_put(gw_req *r);

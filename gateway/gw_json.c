@@ -391,6 +391,82 @@ check_text(const json_t *v, const char *field, size_t max, sl_err *err)
     return SL_OK;
 }
 
+/* A day count: a JSON number (fractional allowed) in [lo, 36500]. */
+static sl_code
+days(const json_t *v, const char *field, double lo, int lo_open, double *out, sl_err *err)
+{
+    double d;
+
+    *out = -1;
+    if (v == NULL || json_is_null(v))
+        return SL_OK;
+    if (!json_is_number(v))
+        return sl_err_set(err, SL_EINVALID, "field \"%s\" must be a number of days", field);
+    d = json_number_value(v);
+    if (!(d == d) || d > 36500 || d < lo || (lo_open && d == lo))
+        return sl_err_set(err, SL_EINVALID, "field \"%s\" must be %s %g and at most 36500 days",
+                          field, lo_open ? "more than" : "at least", lo);
+    *out = d;
+    return SL_OK;
+}
+
+sl_code
+gw_json_retention(const json_t *obj, gw_retention *out, sl_err *err)
+{
+    static const char *const allowed[] = {"min_days", "max_days", "mode", NULL};
+    const json_t *mode = json_object_get(obj, "mode");
+    sl_code rc;
+
+    memset(out, 0, sizeof *out);
+    if (!json_is_object(obj))
+        return sl_err_set(err, SL_EINVALID,
+                          "retention is an object {\"min_days\", \"max_days\", "
+                          "\"mode\"}");
+    if ((rc = gw_json_only(obj, allowed, err)) != SL_OK ||
+        (rc = days(json_object_get(obj, "min_days"), "min_days", 0, 0, &out->min_days, err)) !=
+            SL_OK ||
+        (rc = days(json_object_get(obj, "max_days"), "max_days", 0, 1, &out->max_days, err)) !=
+            SL_OK)
+        return rc;
+    if (out->min_days < 0 && out->max_days < 0)
+        return sl_err_set(err, SL_EINVALID, "give min_days, max_days or both");
+    if (out->min_days >= 0 && out->max_days >= 0 && out->max_days < out->min_days)
+        return sl_err_set(err, SL_EINVALID, "max_days is less than min_days");
+    if (mode == NULL || !json_is_string(mode) ||
+        (strcmp(json_string_value(mode), "governance") != 0 &&
+         strcmp(json_string_value(mode), "compliance") != 0))
+        return sl_err_set(err, SL_EINVALID,
+                          "field \"mode\" is required: \"governance\" or \"compliance\"");
+    out->mode = json_string_value(mode);
+    return SL_OK;
+}
+
+sl_code
+gw_json_legal_hold(const json_t *obj, int *hold, const char **reason, sl_err *err)
+{
+    static const char *const allowed[] = {"hold", "reason", NULL};
+    const json_t *h = json_object_get(obj, "hold"), *why = json_object_get(obj, "reason");
+    sl_code rc;
+
+    if ((rc = gw_json_only(obj, allowed, err)) != SL_OK)
+        return rc;
+    if (!json_is_boolean(h))
+        return sl_err_set(err, SL_EINVALID, "field \"hold\" is required: true or false");
+    *hold = json_is_true(h);
+    *reason = "";
+    if (why != NULL && !json_is_null(why)) {
+        if (!json_is_string(why) || json_string_length(why) > 1024 ||
+            !sl_utf8_valid(json_string_value(why), json_string_length(why)))
+            return sl_err_set(err, SL_EINVALID,
+                              "field \"reason\" must be text of at most 1024 "
+                              "bytes");
+        *reason = json_string_value(why);
+    }
+    if (*hold && **reason == '\0')
+        return sl_err_set(err, SL_EINVALID, "a legal hold needs a \"reason\"");
+    return SL_OK;
+}
+
 sl_code
 gw_json_dataset_create(const json_t *obj, gw_dataset_body *out, sl_err *err)
 {
@@ -420,10 +496,11 @@ gw_json_dataset_create(const json_t *obj, gw_dataset_body *out, sl_err *err)
     out->columns = json_object_get(obj, "columns");
     if (out->columns != NULL && (rc = check_columns(out->columns, 1, err)) != SL_OK)
         return rc;
-    if (ret != NULL && !json_is_null(ret))
-        return sl_err_set(err, SL_EINVALID,
-                          "field \"retention\" is not accepted yet: retention rules arrive with "
-                          "PUT /v1/datasets/{ds}/retention");
+    if (ret != NULL && !json_is_null(ret)) {
+        if ((rc = gw_json_retention(ret, &out->retention, err)) != SL_OK)
+            return rc;
+        out->has_retention = 1;
+    }
     return SL_OK;
 }
 

@@ -28,6 +28,8 @@ static const struct {
          "  keys public|rotate             signing keys; rotate the master key\n"
          "  store scrub                    check every stored chunk, repair fragments\n"
          "  policy put|get|delete|explain  dataset and global policies; explain a decision\n"
+         "  retention set                  how long a dataset's versions live\n"
+         "  hold set|clear                 legal holds (role auditor or admin)\n"
          "\n"
          "  version                        print the version\n"
          "\n"
@@ -73,6 +75,8 @@ static const struct {
               "  --auth-fail-burst N     failed authentications allowed per address at once (20)\n"
               "  --auth-fail-per-min R   refill rate of that allowance per minute (30)\n"
               "  --max-token-ttl-days D  longest token lifetime an admin may choose (365)\n"
+              "  --retention-sweep-s S   seconds between looks for versions past their\n"
+              "                          retention's max_days, which are shredded (60)\n"
               "  --user NAME             unprivileged user when run as root (default sluice)\n"
               "  --log-level L           debug, info, warning or error (default info)\n"},
     {"whoami", "usage: sluice whoami [--output json]\n\nShows the principal of SLUICE_TOKEN: "
@@ -129,6 +133,8 @@ static const struct {
      "its owner only. --offset counts rows after the policy's row filters.\n"
      "\n"
      "delete destroys a version's key (crypto-shredding): its rows can never be read again.\n"
+     "It is refused (423) under a legal hold or before the retention's min_days; in\n"
+     "governance mode an admin may delete early with --bypass-governance.\n"
      "\n"
      "On a terminal, upload and fetch draw a progress bar on standard error. Names match\n"
      "^[a-z][a-z0-9_.-]{0,62}$. All take --output json (the server's answer as it is).\n"
@@ -160,6 +166,22 @@ static const struct {
      "filter and the policy versions. Deny by default; a deny wins over any allow; every\n"
      "applying statement's restrictions hold, and of several masks the strictest wins\n"
      "(null > redact > hash > year > partial). All take --output json.\n"},
+    {"retention",
+     "usage: sluice retention set DATASET [--min-days N] [--max-days M]\n"
+     "                            --mode governance|compliance [--bypass-governance]\n"
+     "\n"
+     "Sets how long the dataset's versions live, counted from each version's upload\n"
+     "(dataset.manage; days may be fractional): no version is deleted before min_days;\n"
+     "after max_days the sweeper crypto-shreds it (each shred an audit event), unless a\n"
+     "legal hold is on. compliance: nobody can shorten it later (lower min_days, bring\n"
+     "max_days forward or add one, or turn it into governance): 409. governance: only an\n"
+     "admin can, with --bypass-governance (X-Sluice-Bypass-Governance: true, audited);\n"
+     "the same flag lets an admin delete a version early (sluice dataset delete).\n"},
+    {"hold", "usage: sluice hold set DATASET --reason TEXT\n"
+             "       sluice hold clear DATASET [--reason TEXT]\n"
+             "\n"
+             "A legal hold (role auditor or admin) blocks every deletion of the dataset's\n"
+             "versions, retention's expiry and the bypass included, until it is cleared.\n"},
     {"store", "usage: sluice store scrub [--output json]\n"
               "\n"
               "Reads back every fragment of every chunk of every live version (role admin),\n"
@@ -293,6 +315,11 @@ gateway_opts(const char *cmd, int argc, char **argv, gw_config *cfg, int *tls_gi
             if ((rc = int_opt(cmd, o, val, 1, 1000000, &v)) != 0)
                 return rc;
             cfg->auth_fail_per_min = (double)v;
+        } else if (strcmp(o, "--retention-sweep-s") == 0) {
+            NEED();
+            if ((rc = int_opt(cmd, o, val, 1, 86400, &v)) != 0)
+                return rc;
+            cfg->retention_sweep_s = (int)v;
         } else if (strcmp(o, "--max-token-ttl-days") == 0) {
             NEED();
             if ((rc = int_opt(cmd, o, val, 1, SL_HARD_MAX_TOKEN_TTL_DAYS, &v)) != 0)
@@ -387,6 +414,7 @@ cmd_serve(int argc, char **argv)
         cfg.auth_fail_burst = flags.auth_fail_burst;
         cfg.auth_fail_per_min = flags.auth_fail_per_min;
         cfg.max_token_ttl_s = flags.max_token_ttl_s;
+        cfg.retention_sweep_s = flags.retention_sweep_s;
     }
     return gw_serve(&cfg);
 }

@@ -309,6 +309,18 @@ gw_h_policy_get(gw_req *r)
         goto out;
     }
     json_object_set_new(r->detail, "policy_version", json_integer(version));
+    /* row filters are shown to the owner, admin and auditor only */
+    if (doc != NULL &&
+        !(r->who.id == ds.owner_id || gw_has_role(r, "admin") || gw_has_role(r, "auditor"))) {
+        json_t *st;
+        size_t i;
+        json_array_foreach(json_object_get(doc, "statements"), i, st)
+        {
+            const json_t *f = json_object_get(st, "row_filter");
+            if (f != NULL && !json_is_null(f))
+                json_object_set_new(st, "row_filter", json_string(POL_FILTER_WITHHELD));
+        }
+    }
     gw_reply_json(r, 200,
                   json_pack("{s:i, s:o}", "policy_version", version, "document",
                             doc != NULL ? doc : json_pack("{s:[]}", "statements")));
@@ -333,6 +345,36 @@ policy_name(gw_req *r)
     return 1;
 }
 
+/*
+ * Whether the global policies, with name's replaced by doc, stay within what a decision
+ * compiles: POL_MAX_GLOBALS of them, and room for a dataset's own POL_MAX_STATEMENTS
+ * next to all of their statements (checked under a lock: two puts do not both fit).
+ */
+static sl_code
+globals_fit(PGconn *c, const char *name, const json_t *doc, sl_err *err)
+{
+    db_global *g = NULL;
+    size_t n = 0, i, count = 1, st = json_array_size(json_object_get(doc, "statements"));
+    sl_code rc;
+
+    if ((rc = db_globals_current(c, &g, &n, err)) != SL_OK)
+        return rc;
+    for (i = 0; i < n; i++) {
+        if (strcmp(g[i].name, name) == 0)
+            continue;
+        count++;
+        st += json_array_size(json_object_get(g[i].doc, "statements"));
+    }
+    db_globals_free(g, n);
+    if (count > POL_MAX_GLOBALS)
+        return sl_err_set(err, SL_EINVALID, "at most %d global policies", POL_MAX_GLOBALS);
+    if (st > POL_MAX_COMPILED - POL_MAX_STATEMENTS)
+        return sl_err_set(err, SL_EINVALID,
+                          "the global policies would hold more than %d statements together",
+                          POL_MAX_COMPILED - POL_MAX_STATEMENTS);
+    return SL_OK;
+}
+
 void
 gw_h_global_put(gw_req *r)
 {
@@ -345,6 +387,8 @@ gw_h_global_put(gw_req *r)
     if (!policy_name(r) || (doc = gw_body_or_reply(r, 0)) == NULL)
         return;
     if (pol_global_check(doc, &err) != SL_OK || gw_txn_begin(r, &c, &err) != SL_OK ||
+        db_exec(c, "SELECT pg_advisory_xact_lock(7560302)", &err) != SL_OK ||
+        globals_fit(c, r->params[0], doc, &err) != SL_OK ||
         db_global_put(c, r->params[0], doc, r->who.id, &version, &err) != SL_OK) {
         gw_reply_err(r, &err);
         json_decref(doc);
@@ -432,6 +476,7 @@ gw_h_authorize(gw_req *r)
     size_t i, k;
     int show;
     sl_err err;
+    sl_code rc;
 
     sl_err_clear(&err);
     memset(&who, 0, sizeof who);
@@ -487,16 +532,18 @@ gw_h_authorize(gw_req *r)
                           aname, "purpose", purpose);
     if ((c = gw_db_or_reply(r)) == NULL)
         goto out;
-    if (db_principal_get(c, pname, &who, &err) != SL_OK ||
-        db_dataset_get(c, dname, 0, &ds, &err) != SL_OK) {
-        gw_reply_err(r, &err);
+    /* an owner explains decisions on the datasets they own; admin and auditor on any.
+     * The authority is checked before anything else is looked up: an owner learns nothing
+     * of other datasets or principals from the answer */
+    show = gw_has_role(r, "admin") || gw_has_role(r, "auditor");
+    rc = db_dataset_get(c, dname, 0, &ds, &err);
+    if (!show && (rc == SL_ENOTFOUND || (rc == SL_OK && r->who.id != ds.owner_id))) {
+        gw_reason(r, "not the owner of dataset %s", dname);
+        gw_reply_error(r, SL_EDENIED, "an owner explains decisions on their own datasets only");
         goto out;
     }
-    /* an owner explains decisions on the datasets they own; admin and auditor on any */
-    show = gw_has_role(r, "admin") || gw_has_role(r, "auditor") || r->who.id == ds.owner_id;
-    if (!show) {
-        gw_reason(r, "not the owner of dataset %s", ds.name);
-        gw_reply_error(r, SL_EDENIED, "an owner explains decisions on their own datasets only");
+    if (rc != SL_OK || db_principal_get(c, pname, &who, &err) != SL_OK) {
+        gw_reply_err(r, &err);
         goto out;
     }
     if (gw_decide_for(r, c, &ds, &who, action, purpose, &g, &err) != SL_OK) {
@@ -594,20 +641,29 @@ mask_key(gw_req *r, PGconn *c, int64_t dataset, cry_mac **out, sl_err *err)
     unsigned char *blob = NULL;
     cry_key *k = NULL;
     size_t len = 0;
-    int mv, tries;
+    int mv;
     sl_code rc = SL_OK;
 
     *out = NULL;
     gw_mask_key_names(dataset, purpose, aad);
-    for (tries = 0; tries < 2; tries++) {
-        rc = db_wrapped_key_get(c, purpose, &mv, &blob, &len, err);
-        if (rc != SL_ENOTFOUND)
-            break;
+    rc = db_wrapped_key_get(c, purpose, &mv, &blob, &len, err);
+    if (rc == SL_ENOTFOUND) {
+        /* under the key lock, as an upload's data key: a rotation cannot retire the master
+         * version it is wrapped with meanwhile; another request making it too is a
+         * conflict, after which theirs is read */
         sl_err_clear(err);
-        /* a race with another request making it: a conflict, then read theirs */
-        if ((rc = gw_mask_key_create(r, c, dataset, err)) != SL_OK && rc != SL_ECONFLICT)
+        if ((rc = db_exec(c, "BEGIN", err)) != SL_OK)
+            return rc;
+        if ((rc = db_lock_keys(c, 0, err)) == SL_OK)
+            rc = gw_mask_key_create(r, c, dataset, err);
+        if (rc == SL_OK)
+            rc = db_exec(c, "COMMIT", err);
+        else
+            db_rollback(c);
+        if (rc != SL_OK && rc != SL_ECONFLICT)
             return rc;
         sl_err_clear(err);
+        rc = db_wrapped_key_get(c, purpose, &mv, &blob, &len, err);
     }
     if (rc != SL_OK)
         return rc;

@@ -148,6 +148,22 @@ static const gw_route routes[] = {
     {"PUT", "/v1/datasets/{ds}/policy", "policy.put", gw_h_policy_put, 1, 1, GW_BODY_JSON, {NULL}},
     {"GET", "/v1/datasets/{ds}/policy", "policy.get", gw_h_policy_get, 1, 1, 0, {NULL}},
     {"PUT",
+     "/v1/datasets/{ds}/retention",
+     "retention.put",
+     gw_h_retention_put,
+     1,
+     1,
+     GW_BODY_JSON,
+     {NULL}},
+    {"PUT",
+     "/v1/datasets/{ds}/legal-hold",
+     "legal_hold.put",
+     gw_h_legal_hold_put,
+     1,
+     1,
+     GW_BODY_JSON,
+     {"auditor", "admin", NULL}},
+    {"PUT",
      "/v1/policies/{name}",
      "global_policy.put",
      gw_h_global_put,
@@ -1625,6 +1641,7 @@ gw_serve(gw_config *cfg)
     s->auth_cache = gw_authcache_new(SL_AUTH_CACHE_TTL_S);
     if (gw_store_recover(s, &err) != SL_OK)
         goto out;
+    gw_sweeper_start(s);
     /*
      * A few event-loop threads (epoll), each serving many connections: a request waiting
      * for its audit event is suspended, not parked on a thread, and resumed by the
@@ -1683,6 +1700,7 @@ out:
     }
     if (s->daemon != NULL)
         MHD_stop_daemon(s->daemon);
+    gw_sweeper_stop(s); /* before the writer: a shred waits for its event */
     gw_audit_stop(s->audit, 10000);
     db_pool_free(s->pool);
     gw_ratelimit_free(s->rl);

@@ -189,10 +189,11 @@ sl_code pol_action_parse(const char *s, uint32_t *out) SL_WUR;
 const char *pol_action_name(uint32_t action); /* one bit; "?" otherwise */
 
 /*
- * Masks, in order of strictness: when several statements mask one column, the greatest
- * wins. null (no value at all) > redact (a constant) > hash (a keyed pseudonym: equal
- * values stay equal within a dataset, so it links rows) > year (keeps a date's year) >
- * partial (keeps the last 4 characters). Which types each takes: pol_mask_fits.
+ * Masks. When several statements mask one column they combine: null (no value at all)
+ * wins over everything, then redact (a constant); hash (a keyed pseudonym: equal values
+ * stay equal within a dataset, so it links rows), year (keeps a date's year) and partial
+ * (keeps the last 4 characters) each reveal something the others hide, so two different
+ * ones of those three make redact. Which types each takes: pol_mask_fits.
  */
 typedef enum {
     POL_MASK_NONE = 0,
@@ -266,8 +267,8 @@ typedef struct {
  * restricted since: the decision never grants that read).
  * A global statement reaching a column by name that this dataset lacks restricts
  * nothing there; one whose mask the column's type cannot take masks it null; one whose
- * row filter names a column the dataset lacks cannot apply: as a deny it denies the
- * request, as an allow it grants nothing (never served unfiltered).
+ * row filter names a column the dataset lacks cannot restrict the view as it should, so
+ * it denies the requests it applies to, allow or deny (never served unfiltered).
  * Immutable once made: any number of threads may decide with it at once.
  */
 typedef struct pol_compiled pol_compiled;
@@ -308,13 +309,14 @@ void pol_request_init(pol_request *r, uint32_t action, const char *purpose, int6
 /*
  * A decision. The statements that apply to a request are those whose action, validity
  * window, purposes and principals all match. In this order:
- *  1. an applying deny statement without restrictions (no columns, no row filter) denies;
+ *  1. an applying deny statement without restrictions (no columns, no row filter), or an
+ *     applying statement whose row filter cannot apply to the dataset, denies;
  *  2. dataset.read on a restricted dataset is denied, whatever allows it;
  *  3. an applying allow statement, or the owner's implicit right (describe, read, write,
  *     delete, manage), allows;
  *  4. otherwise deny.
  * An allowed request's view is restricted by every applying statement, allow or deny:
- * denied columns are the union, each column's mask the strictest, and the row filters
+ * denied columns are the union, masks combine (see pol_mask), and the row filters
  * all hold (an allow's filter keeps the rows it matches; a deny's drops them). A row
  * whose filter is unknown (a null compared) is dropped.
  * `deciding` holds the deny statements (denied in 1) or the allow statements (allowed);

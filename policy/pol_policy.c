@@ -699,8 +699,25 @@ add_deny(stmt *s, uint32_t col)
     s->deny_cols[s->ndeny++] = col;
 }
 
-/* Sets a column's mask in a statement; a column named twice (by name and by a tag) keeps
- * the stricter mask. */
+/*
+ * Two masks on one column combined: the stricter of null > redact > the rest; hash, year
+ * and partial each show something the others hide (equality, the year, the last
+ * characters), so two different ones of them make redact.
+ */
+static pol_mask
+combine(pol_mask a, pol_mask b)
+{
+    if (a == b || b == POL_MASK_NONE)
+        return a;
+    if (a == POL_MASK_NONE)
+        return b;
+    if (a >= POL_MASK_REDACT || b >= POL_MASK_REDACT)
+        return a > b ? a : b;
+    return POL_MASK_REDACT;
+}
+
+/* Sets a column's mask in a statement; a column named twice (by name and by a tag) gets
+ * both masks combined. */
 static void
 add_mask(stmt *s, uint32_t col, pol_mask m)
 {
@@ -708,8 +725,7 @@ add_mask(stmt *s, uint32_t col, pol_mask m)
 
     for (i = 0; i < s->nmask; i++)
         if (s->mask_cols[i] == col) {
-            if (m > (pol_mask)s->mask_kinds[i])
-                s->mask_kinds[i] = (uint8_t)m;
+            s->mask_kinds[i] = (uint8_t)combine((pol_mask)s->mask_kinds[i], m);
             return;
         }
     s->mask_cols[s->nmask] = col;
@@ -1024,13 +1040,13 @@ pol_decide(const pol_compiled *p, const pol_subject *who, const pol_request *req
         if (!(s->actions & req->action) || req->now_us < s->nb || req->now_us > s->na ||
             !purpose_matches(s, req) || !principal_matches(s, who))
             continue;
-        if (s->deny && (!s->restricts || s->broken)) {
+        /* a statement whose row filter cannot apply to this dataset (a global one naming a
+         * column it lacks) cannot restrict the view as it should: it denies, allow or deny */
+        if ((s->deny && !s->restricts) || s->broken) {
             if (d->ndeciding < POL_MAX_DECIDING)
                 d->deciding[d->ndeciding++] = (uint32_t)i;
             continue;
         }
-        if (s->broken) /* an allow whose row filter cannot apply here grants nothing */
-            continue;
         if (d->napplied == POL_MAX_APPLIED) {
             d->ndeciding = 0;
             refuse(d, "more statements apply than a decision considers");
@@ -1085,8 +1101,8 @@ pol_decision_view(const pol_decision *d, uint8_t *denied, uint8_t *mask)
         for (j = 0; j < s->ndeny; j++)
             denied[s->deny_cols[j]] = 1;
         for (j = 0; j < s->nmask; j++)
-            if (s->mask_kinds[j] > mask[s->mask_cols[j]])
-                mask[s->mask_cols[j]] = s->mask_kinds[j];
+            mask[s->mask_cols[j]] =
+                (uint8_t)combine((pol_mask)mask[s->mask_cols[j]], (pol_mask)s->mask_kinds[j]);
     }
     for (i = 0; i < p->ncols; i++)
         if (denied[i])

@@ -68,7 +68,8 @@ SLUICE_BIN="$repo/build/bin/sluice" tests/bench/bench_store.sh | tee "$logs/stor
 echo "== summary ($(nproc) cores, $(uname -r))"
 grep '^audit writer:' "$logs/audit.txt" || echo "audit writer: no result"
 grep '^whoami (audited)' "$logs/whoami.txt" || echo "whoami: no result"
-grep -E '^store (fetch|upload|peak server memory):' "$logs/store.txt" || echo "store: no result"
+grep -E '^store (fetch|fetch masked and filtered|upload|peak server memory):' "$logs/store.txt" ||
+  echo "store: no result"
 grep -E '^(decisions|latency|targets):' "$logs/policy.txt" || echo "policy decisions: no result"
 [ "$fail" -eq 0 ] || echo "bench.sh: a benchmark failed (see above)" >&2
 exit "$fail"

@@ -161,6 +161,13 @@ echo '$ sluice dataset fetch patients    (as bob, without a purpose: refused, an
 SLUICE_TOKEN=$trainer_token "$bin" dataset fetch patients >/dev/null || true
 run "$bin" dataset upload patients "$work/patients.csv"
 latest=$("$bin" dataset show patients --output json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["latest"])')
+run "$bin" retention set patients --min-days 0 --max-days 3650 --mode governance
+
+step "the auditor, carol: a legal hold freezes the dataset"
+SLUICE_TOKEN=$auditor_token run "$bin" hold set patients --reason "inquiry 2026-11"
+echo "\$ sluice dataset delete patients $((latest - 1))    (as alice, under the hold: refused, and audited)"
+"$bin" dataset delete patients "$((latest - 1))" || true
+SLUICE_TOKEN=$auditor_token run "$bin" hold clear patients
 run "$bin" dataset delete patients "$((latest - 1))"
 rm -rf "$work"
 

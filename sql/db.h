@@ -122,7 +122,10 @@ typedef struct {
     char name[SL_MAX_NAME + 1];
     char classification[16];
     json_t *doc; /* {name, classification, owner, description, columns, versions, latest,
-                    created_at} */
+                    policy_version, retention, legal_hold, legal_hold_reason, created_at} */
+    char retention_mode[16];   /* "governance", "compliance", or "" (none) */
+    double min_days, max_days; /* -1: not set */
+    int legal_hold;
 } db_dataset;
 void db_dataset_clear(db_dataset *d);
 /* SL_ECONFLICT when the name is taken. */
@@ -166,6 +169,27 @@ void db_globals_free(db_global *g, size_t n);
 sl_code db_global_put(PGconn *c, const char *name, const json_t *doc, int64_t created_by,
                       int *version, sl_err *err) SL_WUR;
 
+/*
+ * Retention (0006_retention.sql): min_days/max_days -1 for not set; mode "governance" or
+ * "compliance" (NULL clears all three).
+ */
+sl_code db_retention_set(PGconn *c, int64_t dataset_id, double min_days, double max_days,
+                         const char *mode, sl_err *err) SL_WUR;
+sl_code db_legal_hold_set(PGconn *c, int64_t dataset_id, int hold, const char *reason,
+                          sl_err *err) SL_WUR;
+/* The oldest live version past its dataset's max_days and not under a legal hold, locked
+ * for the caller's transaction (skipping those another transaction holds). */
+typedef struct {
+    int64_t dataset_id;
+    int version;
+    char name[SL_MAX_NAME + 1];
+    int master_version;
+    char sha256[65];
+    double max_days;
+    int64_t live_us;
+} db_expired;
+sl_code db_version_expired(PGconn *c, db_expired *out, int *found, sl_err *err) SL_WUR;
+
 /* A data key wrapped by a master key: 32 bytes + CRY_WRAP_OVERHEAD. */
 #define DB_WRAPPED_DATA_KEY 72
 typedef struct {
@@ -177,6 +201,7 @@ typedef struct {
     json_t *manifest; /* as st_ingest_finish made it */
     json_t *doc;      /* {version, rows, bytes_in, bytes_stored, sha256, row_groups,
                          created_by, created_at} */
+    int64_t live_us;  /* when it became live (Unix microseconds) */
 } db_version;
 void db_version_clear(db_version *v);
 /* Takes the dataset's next version number (never given twice). */

@@ -84,17 +84,21 @@ db_dataset_insert(PGconn *c, const char *name, int64_t owner_id, const char *cla
                      "FROM dataset_versions v WHERE v.dataset_id = d.id AND v.state = 'live'), " \
                      "'[]')"
 
-/* A dataset's document as GET /v1/datasets/{ds} shows it (less what policy adds). */
+/* A dataset's document as GET /v1/datasets/{ds} shows it. */
 #define DATASET_JSON                                                                         \
     "jsonb_build_object('name', d.name, 'classification', d.classification, 'owner', "       \
     "p.name, 'description', d.description, 'columns', d.columns, 'versions', " VERSIONS_JSON \
     ", 'latest', (SELECT max(v.version) FROM dataset_versions v WHERE v.dataset_id = d.id "  \
-    "AND v.state = 'live'), 'policy_version', d.policy_version, 'created_at', " TS_SQL(      \
-        "d.created_at") ")"
+    "AND v.state = 'live'), 'policy_version', d.policy_version, 'retention', CASE WHEN "     \
+    "d.retention_mode IS NULL THEN NULL ELSE jsonb_build_object('min_days', "                \
+    "d.retention_min_days, 'max_days', d.retention_max_days, 'mode', d.retention_mode) "     \
+    "END, 'legal_hold', d.legal_hold, 'legal_hold_reason', CASE WHEN d.legal_hold THEN "     \
+    "d.legal_hold_reason END, 'created_at', " TS_SQL("d.created_at") ")"
 
-#define DATASET_SQL                                            \
-    "SELECT d.id, d.owner_id, d.classification, " DATASET_JSON \
-    " FROM datasets d JOIN principals p ON p.id = d.owner_id WHERE d.name = $1"
+#define DATASET_SQL                                                                  \
+    "SELECT d.id, d.owner_id, d.classification, " DATASET_JSON                       \
+    ", coalesce(d.retention_mode, ''), d.retention_min_days, d.retention_max_days, " \
+    "d.legal_hold FROM datasets d JOIN principals p ON p.id = d.owner_id WHERE d.name = $1"
 
 sl_code
 db_dataset_get(PGconn *c, const char *name, int for_update, db_dataset *out, sl_err *err)
@@ -116,6 +120,10 @@ db_dataset_get(PGconn *c, const char *name, int for_update, db_dataset *out, sl_
     snprintf(out->name, sizeof out->name, "%s", name);
     snprintf(out->classification, sizeof out->classification, "%s", PQgetvalue(r, 0, 2));
     out->doc = cell_json(r, 0, 3, err);
+    snprintf(out->retention_mode, sizeof out->retention_mode, "%s", PQgetvalue(r, 0, 4));
+    out->min_days = PQgetisnull(r, 0, 5) ? -1 : strtod(PQgetvalue(r, 0, 5), NULL);
+    out->max_days = PQgetisnull(r, 0, 6) ? -1 : strtod(PQgetvalue(r, 0, 6), NULL);
+    out->legal_hold = PQgetvalue(r, 0, 7)[0] == 't';
     PQclear(r);
     return out->doc ? SL_OK : SL_EUNAVAIL;
 }
@@ -359,7 +367,8 @@ db_version_clear(db_version *v)
     "v.manifest, jsonb_build_object('version', v.version, 'rows', v.rows, 'bytes_in', "      \
     "v.bytes_in, 'bytes_stored', v.bytes_stored, 'sha256', v.sha256, 'row_groups', "         \
     "jsonb_array_length(v.manifest->'groups'), 'created_by', p.name, 'created_at', " TS_SQL( \
-        "v.live_at") ") FROM dataset_versions v JOIN principals p ON p.id = v.created_by "   \
+        "v.live_at") "), (extract(epoch FROM v.live_at) * 1000000)::bigint FROM "            \
+                     "dataset_versions v JOIN principals p ON p.id = v.created_by "          \
                      "WHERE v.dataset_id = $1 AND v.state = 'live' AND ($2::int = 0 OR "     \
                      "v.version = $2::int) ORDER BY v.version DESC LIMIT 1"
 
@@ -392,6 +401,7 @@ db_version_get(PGconn *c, int64_t dataset_id, int version, int for_update, db_ve
     }
     out->manifest = cell_json(r, 0, 4, err);
     out->doc = out->manifest ? cell_json(r, 0, 5, err) : NULL;
+    out->live_us = strtoll(PQgetvalue(r, 0, 6), NULL, 10);
     PQclear(r);
     if (out->doc == NULL) {
         db_version_clear(out);
@@ -686,6 +696,89 @@ db_global_put(PGconn *c, const char *name, const json_t *doc, int64_t created_by
         return sl_err_set(err, SL_ENOTFOUND, "global policy \"%s\" not found", name);
     }
     *version = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return SL_OK;
+}
+
+/* ---- retention and legal holds ---- */
+
+static void
+days_text(double d, char out[32])
+{
+    if (d < 0)
+        out[0] = '\0';
+    else
+        snprintf(out, 32, "%.17g", d);
+}
+
+sl_code
+db_retention_set(PGconn *c, int64_t dataset_id, double min_days, double max_days, const char *mode,
+                 sl_err *err)
+{
+    char ds[24], mn[32], mx[32];
+    const char *params[4] = {ds, min_days >= 0 ? mn : NULL, max_days >= 0 ? mx : NULL, mode};
+    PGresult *r;
+
+    i64_text(dataset_id, ds);
+    days_text(min_days, mn);
+    days_text(max_days, mx);
+    r = db_query(c,
+                 "UPDATE datasets SET retention_min_days = $2::float8, retention_max_days = "
+                 "$3::float8, retention_mode = $4, updated_at = now() WHERE id = $1",
+                 4, params, NULL, NULL, PGRES_COMMAND_OK, err);
+    if (r == NULL)
+        return err->code;
+    PQclear(r);
+    return SL_OK;
+}
+
+sl_code
+db_legal_hold_set(PGconn *c, int64_t dataset_id, int hold, const char *reason, sl_err *err)
+{
+    char ds[24];
+    const char *params[3] = {ds, hold ? "true" : "false", reason};
+    PGresult *r;
+
+    i64_text(dataset_id, ds);
+    r = db_query(c,
+                 "UPDATE datasets SET legal_hold = $2::boolean, legal_hold_reason = $3, "
+                 "updated_at = now() WHERE id = $1",
+                 3, params, NULL, NULL, PGRES_COMMAND_OK, err);
+    if (r == NULL)
+        return err->code;
+    PQclear(r);
+    return SL_OK;
+}
+
+sl_code
+db_version_expired(PGconn *c, db_expired *out, int *found, sl_err *err)
+{
+    PGresult *r;
+
+    *found = 0;
+    memset(out, 0, sizeof *out);
+    /* one at a time, in the caller's transaction; another gateway's sweeper skips it, and
+     * a legal hold being set waits for this transaction (the dataset row is shared) */
+    r = db_query(c,
+                 "SELECT v.dataset_id, v.version, d.name, v.master_version, v.sha256, "
+                 "d.retention_max_days, (extract(epoch FROM v.live_at) * 1000000)::bigint FROM "
+                 "dataset_versions v JOIN datasets d ON d.id = v.dataset_id WHERE v.state = "
+                 "'live' AND d.retention_max_days IS NOT NULL AND NOT d.legal_hold AND "
+                 "v.live_at + d.retention_max_days * interval '1 day' <= now() ORDER BY "
+                 "v.live_at LIMIT 1 FOR UPDATE OF v SKIP LOCKED FOR SHARE OF d",
+                 0, NULL, NULL, NULL, PGRES_TUPLES_OK, err);
+    if (r == NULL)
+        return err->code;
+    if (PQntuples(r) == 1) {
+        out->dataset_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        out->version = atoi(PQgetvalue(r, 0, 1));
+        snprintf(out->name, sizeof out->name, "%s", PQgetvalue(r, 0, 2));
+        out->master_version = atoi(PQgetvalue(r, 0, 3));
+        snprintf(out->sha256, sizeof out->sha256, "%s", PQgetvalue(r, 0, 4));
+        out->max_days = strtod(PQgetvalue(r, 0, 5), NULL);
+        out->live_us = strtoll(PQgetvalue(r, 0, 6), NULL, 10);
+        *found = 1;
+    }
     PQclear(r);
     return SL_OK;
 }

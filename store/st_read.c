@@ -150,6 +150,9 @@ st_reader_new(const st_storage *s, const cry_key *key, int64_t dataset, int64_t 
     *out = NULL;
     if (!json_is_array(mcols) || !json_is_array(groups) || json_array_size(mcols) == 0)
         return bad_manifest(err);
+    /* "all columns" would pass over a view's masks and the columns it leaves out */
+    if (view != NULL && ncols == 0)
+        return sl_err_set(err, SL_EINTERNAL, "a read through a view names its columns");
     all = json_array_size(mcols);
     r = sl_xcalloc(1, sizeof *r);
     r->s = s;

@@ -399,6 +399,42 @@ else
     head -c 200), served $(sed -n "${line}{p;q}" "$work/fetched.csv" | head -c 200)}"
 fi
 rm -f "$work/fetched.csv"
+
+# ---- the same fetch through a policy's view: the tag column hashed (HMAC-SHA-256 under
+# the dataset's key) and the rows with label 0 left out (about a tenth); the admin owns
+# the dataset and the statement names it, so the view applies to its reads. Compared by
+# time over the same stored version: plain fetch time / viewed fetch time.
+masked_s=() masked_wall=() masked_rows=""
+if [ -z "$fetch_err" ]; then
+  out=$(xfer -o "$work/policy.json" -X PUT -H "$auth" -H 'Content-Type: application/json' \
+    --data '{"statements":[{"id":"bench-view","effect":"deny","principals":{"names":["admin"]},"actions":["dataset.read"],"columns":{"mask":{"tag":"hash"}},"row_filter":"label != 0"}]}' \
+    "$base/bench/policy") || die "PUT policy failed (curl)"
+  read -r code _ <<<"${out##*$'\n'}"
+  [ "$code" = 200 ] || die "PUT /v1/datasets/bench/policy answered $code: $(head -c 300 "$work/policy.json")"
+  for r in $(seq "$runs"); do
+    echo "bench_store: run $r/$runs: sluice fetch, masked and filtered" >&2
+    set_phase "masked$r"
+    out=$(xfer -o "$work/masked.csv" -H "$auth" "$base/bench/versions/latest/rows?format=csv") ||
+      die "the masked fetch failed (curl)"
+    set_phase idle
+    read -r code _ got t <<<"${out##*$'\n'}"
+    [ "$code" = 200 ] || die "the masked fetch answered $code"
+    masked_rows=$(($(wc -l <"$work/masked.csv") - 1))
+    masked_s+=("$(mbps "$got" "$t")") masked_wall+=("$t")
+  done
+  # the view held: no label 0, every tag 64 hex digits
+  "$py" - "$work/masked.csv" <<'EOF2' || die "the masked fetch did not hold the view"
+import csv, re, sys
+hexre = re.compile(r"^[0-9a-f]{64}$")
+with open(sys.argv[1], newline="") as f:
+    r = csv.reader(f)
+    head = next(r)
+    li, ti = head.index("label"), head.index("tag")
+    for row in r:
+        assert row[li] != "0" and hexre.match(row[ti]), row
+EOF2
+  rm -f "$work/masked.csv"
+fi
 kill -TERM "$sampler_pid" 2>/dev/null || true
 wait "$sampler_pid" 2>/dev/null || true
 sampler_pid=""
@@ -444,6 +480,11 @@ if ((${#get_s[@]})); then
   geto_best=$(best "${get_s_orig[@]}")
 fi
 ngget_best=$(best "${get_n[@]}") ngget_med=$(median "${get_n[@]}")
+masked_ratio=""
+if ((${#masked_wall[@]})) && ((${#get_wall[@]})); then
+  masked_ratio=$(awk -v a="$(median "${get_wall[@]}")" -v b="$(median "${masked_wall[@]}")" \
+    'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+fi
 echo "--- $size_mb MiB CSV: $csv_bytes bytes, $rows_gen rows, 23 columns; $runs runs per side" \
   "($(nproc) cores, $(uname -r))"
 awk -v a=$((b_all1 - b_all0)) -v o=$((b_ours1 - b_ours0)) -v s=$((t_runs1 - t_runs0)) \
@@ -484,6 +525,11 @@ if [ -n "$get_best" ] && [ -z "$fetch_err" ]; then
 else
   echo "store fetch: sluice FAILED, nginx GET $ngget_best MB/s, ratio -" \
     "(${get_best:+sluice $get_best MB/s before it failed; }$fetch_err; target >= 0.8)"
+fi
+if [ -n "$masked_ratio" ]; then
+  echo "store fetch masked and filtered: $masked_ratio of the plain fetch's speed over the same" \
+    "version (median times $(median "${get_wall[@]}") s / $(median "${masked_wall[@]}") s;" \
+    "tag hashed, $masked_rows of $rows_gen rows; served $(median "${masked_s[@]}") MB/s; target >= 0.7)"
 fi
 echo "store upload: sluice $up_best MB/s, nginx PUT $put_best MB/s, ratio $(ratio "$up_best" "$put_best")" \
   "(median $up_med / $put_med, ratio $(ratio "$up_med" "$put_med"); target >= 0.5)"

@@ -298,6 +298,7 @@ class PolicyTest(unittest.TestCase):
             self.assertNotIn(SSN.encode(), body)
             self.assertNotIn(EMAIL.encode(), body)
         trail = json.dumps(self.events())
+        self.assertNotIn("audit.unencodable", trail)  # every event kept whole
         self.assertNotIn(SSN, trail)
         self.assertNotIn(EMAIL, trail)
         log = self.srv.read_log()
