@@ -336,11 +336,12 @@ out:
 static int
 policy_name(gw_req *r)
 {
-    snprintf(r->resource, sizeof r->resource, "policies/%s", r->params[0]);
     if (!sl_name_valid(r->params[0])) {
+        snprintf(r->resource, sizeof r->resource, "policies/?");
         gw_reply_error(r, SL_EBADREQ, "a policy name must match ^[a-z][a-z0-9_.-]{0,62}$");
         return 0;
     }
+    snprintf(r->resource, sizeof r->resource, "policies/%.63s", r->params[0]);
     r->detail = json_pack("{s:s}", "policy", r->params[0]);
     return 1;
 }

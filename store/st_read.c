@@ -400,7 +400,7 @@ prefetch_main(void *arg)
 
 /* Asks the prefetch thread for a group (started on first use; without it, nothing). */
 static void
-prefetch(st_reader *r, size_t group)
+prefetch(st_reader *r, size_t g)
 {
     if (!r->started) {
         if (pthread_create(&r->thread, NULL, prefetch_main, r) != 0)
@@ -408,7 +408,7 @@ prefetch(st_reader *r, size_t group)
         r->started = 1;
     }
     pthread_mutex_lock(&r->mu);
-    r->want = group;
+    r->want = g;
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
 }

@@ -402,12 +402,13 @@ rm -f "$work/fetched.csv"
 
 # ---- the same fetch through a policy's view: the tag column hashed (HMAC-SHA-256 under
 # the dataset's key) and the rows with label 0 left out (about a tenth); the admin owns
-# the dataset and the statement names it, so the view applies to its reads. Compared by
+# the dataset and the statement names it, so the view applies to its reads (a deny's
+# filter drops the rows it matches: label == 0). Compared by
 # time over the same stored version: plain fetch time / viewed fetch time.
 masked_s=() masked_wall=() masked_rows=""
 if [ -z "$fetch_err" ]; then
   out=$(xfer -o "$work/policy.json" -X PUT -H "$auth" -H 'Content-Type: application/json' \
-    --data '{"statements":[{"id":"bench-view","effect":"deny","principals":{"names":["admin"]},"actions":["dataset.read"],"columns":{"mask":{"tag":"hash"}},"row_filter":"label != 0"}]}' \
+    --data '{"statements":[{"id":"bench-view","effect":"deny","principals":{"names":["admin"]},"actions":["dataset.read"],"columns":{"mask":{"tag":"hash"}},"row_filter":"label == 0"}]}' \
     "$base/bench/policy") || die "PUT policy failed (curl)"
   read -r code _ <<<"${out##*$'\n'}"
   [ "$code" = 200 ] || die "PUT /v1/datasets/bench/policy answered $code: $(head -c 300 "$work/policy.json")"

@@ -3,9 +3,10 @@ tests/integration/test_retention.py: retention and legal holds against a real ga
 (its sweeper every second) and its real embedded PostgreSQL. Negative cases first:
 
 - Deleting before min_days, in governance and in compliance mode, as the owner, as an
-  admin (granted dataset.delete by policy, as admins get nothing implicitly) and as a
-  principal without rights, each with and without X-Sluice-Bypass-Governance: only an
-  admin with the header in governance mode deletes, and that event says so.
+  admin (granted dataset.delete by policy, as admins get nothing implicitly), as a
+  trainer and as an auditor (neither holds dataset.delete), each with and without
+  X-Sluice-Bypass-Governance: only an admin with the header in governance mode deletes,
+  and that event says so.
 - Shortening compliance retention (a lower min_days, an expiry added or brought
   forward, compliance into governance): 409 for everyone, the header included;
   shortening governance retention: 409 unless an admin sends the header. Lengthening
@@ -120,9 +121,10 @@ class RetentionTest(unittest.TestCase):
                         self.assertIn("%s retention until" % mode, msg)
                         e = self.event(rid)
                         self.assertEqual((e["decision"], e["status"]), ("deny", 423))
-                for hdr in (None, BYPASS):
-                    r, _ = self.delete(name, 1, self.trainer, hdr)
-                    self.assertCode(r, 403, "forbidden")
+                for tok in (self.trainer, self.auditor):  # no dataset.delete: refused first
+                    for hdr in (None, BYPASS):
+                        r, _ = self.delete(name, 1, tok, hdr)
+                        self.assertCode(r, 403, "forbidden")
                 self.assertEqual(self.live(name), [1, 2])
                 if mode == "governance":
                     r, rid = self.delete(name, 1, "admin", BYPASS)

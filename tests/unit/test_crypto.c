@@ -1519,10 +1519,54 @@ seal_kat_and_tamper(void **state)
     cry_key_free(other);
 }
 
+/* HMAC-SHA-256 for many messages (masks): RFC 4231 test cases 1, 2 and 6 (a key longer
+ * than a block is hashed first), each message twice from the same prepared key. */
+static void
+mac_rfc4231(void **state)
+{
+    static const struct {
+        size_t klen;
+        unsigned char kbyte;
+        const char *key, *msg, *hex;
+    } v[] = {
+        {20, 0x0b, NULL, "Hi There",
+         "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"},
+        {4, 0, "Jefe", "what do ya want for nothing?",
+         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
+        {131, 0xaa, NULL, "Test Using Larger Than Block-Size Key - Hash Key First",
+         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"},
+    };
+    size_t i, k;
+
+    (void)state;
+    for (i = 0; i < sizeof v / sizeof v[0]; i++) {
+        unsigned char kb[200], out[CRY_HASH_BYTES];
+        char hex[2 * CRY_HASH_BYTES + 1];
+        cry_key *key;
+        cry_mac *m;
+
+        if (v[i].key != NULL)
+            memcpy(kb, v[i].key, v[i].klen);
+        else
+            memset(kb, v[i].kbyte, v[i].klen);
+        key = cry_key_dup(kb, v[i].klen);
+        m = cry_mac_new(key);
+        for (k = 0; k < 2; k++) {
+            cry_mac_sha256(m, v[i].msg, strlen(v[i].msg), out);
+            cry_hex(out, sizeof out, hex);
+            assert_string_equal(hex, v[i].hex);
+        }
+        cry_mac_free(m);
+        cry_key_free(key);
+    }
+    cry_mac_free(NULL);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(mac_rfc4231),
         cmocka_unit_test(jcs_rfc8785_sort_example),
         cmocka_unit_test(jcs_utf16_order),
         cmocka_unit_test(jcs_string_escaping),

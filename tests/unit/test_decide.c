@@ -231,12 +231,79 @@ test_fixtures(void **state)
     assert_true(cases_run >= 60);
 }
 
+/* Masks one value at a time: every kind, nulls, UTF-8 for partial, dates for year, and
+ * hash pseudonyms equal for equal values under one key, different under another. */
+static const char *
+masked(pol_mask m, const cry_mac *key, const char *v, int *is_null)
+{
+    static char out[128];
+    sl_buf b;
+
+    sl_buf_init(&b, 1024);
+    assert_int_equal(pol_mask_value(m, key, v, strlen(v), &b, is_null), SL_OK);
+    snprintf(out, sizeof out, "%s", b.data != NULL ? b.data : "");
+    sl_buf_free(&b);
+    return out;
+}
+
+static void
+test_masks(void **state)
+{
+    unsigned char k1[32] = {1}, k2[32] = {2};
+    cry_key *a = cry_key_dup(k1, 32), *b = cry_key_dup(k2, 32);
+    cry_mac *ma = cry_mac_new(a), *mb = cry_mac_new(b);
+    char h1[80], h2[80], h3[80];
+    int null;
+
+    (void)state;
+    assert_string_equal(masked(POL_MASK_PARTIAL, NULL, "123-45-6789", &null), "*******6789");
+    assert_false(null);
+    assert_string_equal(masked(POL_MASK_PARTIAL, NULL, "Chlo\xc3\xa9 Dupont", &null),
+                        "********pont");
+    /* 7 characters, 10 bytes: the last 4 characters kept whole */
+    assert_string_equal(
+        masked(POL_MASK_PARTIAL, NULL, "\xc3\xa9t\xc3\xa9 \xc3\xa9t\xc3\xa9", &null),
+        "*** \xc3\xa9t\xc3\xa9");
+    assert_string_equal(masked(POL_MASK_PARTIAL, NULL, "Dan", &null), "***");
+    assert_string_equal(masked(POL_MASK_PARTIAL, NULL, "abcd", &null), "****");
+    assert_string_equal(masked(POL_MASK_YEAR, NULL, "1990-01-02", &null), "1990");
+    assert_false(null);
+    assert_string_equal(masked(POL_MASK_YEAR, NULL, "1999", &null), "1999");
+    masked(POL_MASK_YEAR, NULL, "not a date", &null);
+    assert_true(null);
+    masked(POL_MASK_YEAR, NULL, "19990", &null);
+    assert_true(null);
+    assert_string_equal(masked(POL_MASK_REDACT, NULL, "secret", &null), "[redacted]");
+    masked(POL_MASK_NULL, NULL, "secret", &null);
+    assert_true(null);
+    snprintf(h1, sizeof h1, "%s", masked(POL_MASK_HASH, ma, "ann@example.org", &null));
+    snprintf(h2, sizeof h2, "%s", masked(POL_MASK_HASH, ma, "ann@example.org", &null));
+    snprintf(h3, sizeof h3, "%s", masked(POL_MASK_HASH, mb, "ann@example.org", &null));
+    assert_int_equal(strlen(h1), 64);
+    assert_string_equal(h1, h2);
+    assert_string_not_equal(h1, h3);
+    assert_string_not_equal(h1, masked(POL_MASK_HASH, ma, "bob@example.org", &null));
+    {
+        sl_buf x;
+        sl_buf_init(&x, 1024);
+        assert_int_equal(pol_mask_value(POL_MASK_HASH, NULL, "v", 1, &x, &null), SL_EINTERNAL);
+        sl_buf_free(&x);
+    }
+    cry_mac_free(ma);
+    cry_mac_free(mb);
+    cry_key_free(a);
+    cry_key_free(b);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixtures),
+        cmocka_unit_test(test_masks),
     };
 
+    if (cry_init() != SL_OK)
+        return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
