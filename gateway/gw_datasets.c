@@ -1015,6 +1015,13 @@ gw_h_version_delete(gw_req *r)
     if (!path_ds_version(r, c, 1, "dataset.delete", &ds, &v, NULL) ||
         !gw_retention_may_delete(r, &ds, &v))
         goto out;
+    /* the database's own guard (0007_retention_guard.sql) lets an admin's bypass through
+     * only when this transaction says so */
+    if (json_is_true(json_object_get(r->detail, "bypass_governance")) &&
+        db_exec(c, "SET LOCAL sluice.bypass_governance = 'on'", &err) != SL_OK) {
+        gw_reply_err(r, &err);
+        goto out;
+    }
     if (db_version_shred(c, ds.id, v.version, &err) != SL_OK) {
         gw_reply_err(r, &err);
         goto out;
@@ -1042,6 +1049,33 @@ typedef struct {
     int old[GW_MAX_MASTERS];
     int nold;
 } rotation;
+
+/* A master key version the rotation leaves behind, to retire once nothing uses it. */
+static void
+note_old(rotation *rot, int version)
+{
+    int j;
+
+    for (j = 0; j < rot->nold && rot->old[j] != version; j++)
+        ;
+    if (j == rot->nold && rot->nold < GW_MAX_MASTERS)
+        rot->old[rot->nold++] = version;
+}
+
+/* A wrapped key (aad, under master key version `from`) wrapped again under `to` into w. */
+static sl_code
+rewrap(gw_req *r, rotation *rot, int from, int to, const char *aad, const unsigned char *wrapped,
+       size_t len, unsigned char *w)
+{
+    cry_key *k = NULL;
+
+    if (gw_master_unwrap(r->srv->keys, from, aad, wrapped, len, &k) != SL_OK)
+        return SL_EUNAVAIL;
+    note_old(rot, from);
+    gw_master_wrap_with(r->srv->keys, to, aad, k->p, k->n, w);
+    cry_key_free(k);
+    return SL_OK;
+}
 
 static void
 retire_old(gw_req *r)
@@ -1081,8 +1115,7 @@ gw_h_keys_rotate(gw_req *r)
     rotation *rot;
     PGconn *c = NULL;
     size_t n = 0, i, len = 0, ndata = 0;
-    int version = 0, prev = gw_master_current(r->srv->keys), ver = 0, j;
-    cry_key *k = NULL;
+    int version = 0, prev = gw_master_current(r->srv->keys), ver = 0;
     sl_err err;
 
     sl_err_clear(&err);
@@ -1099,20 +1132,13 @@ gw_h_keys_rotate(gw_req *r)
     for (i = 0; i < n; i++) {
         char aad[80];
         data_key_aad(list[i].dataset_id, list[i].version, aad);
-        if (gw_master_unwrap(r->srv->keys, list[i].master_version, aad, list[i].wrapped,
-                             DB_WRAPPED_DATA_KEY, &k) != SL_OK) {
+        if (rewrap(r, rot, list[i].master_version, version, aad, list[i].wrapped,
+                   DB_WRAPPED_DATA_KEY, w) != SL_OK) {
             sl_err_set(&err, SL_EUNAVAIL, "a data key cannot be unwrapped; nothing rotated");
             sl_err_detail(&err, "dataset %lld version %d, master key version %d",
                           (long long)list[i].dataset_id, list[i].version, list[i].master_version);
             goto fail;
         }
-        for (j = 0; j < rot->nold && rot->old[j] != list[i].master_version; j++)
-            ;
-        if (j == rot->nold && rot->nold < GW_MAX_MASTERS)
-            rot->old[rot->nold++] = list[i].master_version;
-        gw_master_wrap_with(r->srv->keys, version, aad, k->p, k->n, w);
-        cry_key_free(k);
-        k = NULL;
         if (db_key_rewrap(c, list[i].dataset_id, list[i].version, version, w, sizeof w, &err) !=
             SL_OK)
             goto fail;
@@ -1126,46 +1152,31 @@ gw_h_keys_rotate(gw_req *r)
     for (i = 0; i < n; i++) {
         char purpose[48], aad[64];
         gw_mask_key_names(list[i].dataset_id, purpose, aad);
-        if (gw_master_unwrap(r->srv->keys, list[i].master_version, aad, list[i].wrapped,
-                             DB_WRAPPED_DATA_KEY, &k) != SL_OK) {
+        if (rewrap(r, rot, list[i].master_version, version, aad, list[i].wrapped,
+                   DB_WRAPPED_DATA_KEY, w) != SL_OK) {
             sl_err_set(&err, SL_EUNAVAIL, "a mask key cannot be unwrapped; nothing rotated");
             sl_err_detail(&err, "dataset %lld, master key version %d",
                           (long long)list[i].dataset_id, list[i].master_version);
             goto fail;
         }
-        for (j = 0; j < rot->nold && rot->old[j] != list[i].master_version; j++)
-            ;
-        if (j == rot->nold && rot->nold < GW_MAX_MASTERS)
-            rot->old[rot->nold++] = list[i].master_version;
-        gw_master_wrap_with(r->srv->keys, version, aad, k->p, k->n, w);
-        cry_key_free(k);
-        k = NULL;
         if (db_wrapped_key_update(c, purpose, version, w, sizeof w, &err) != SL_OK)
             goto fail;
     }
     /* the token key too */
     if (db_wrapped_key_get(c, "token-hmac", &ver, &blob, &len, &err) != SL_OK)
         goto fail;
-    if (gw_master_unwrap(r->srv->keys, ver, GW_AAD_TOKEN_KEY, blob, len, &k) != SL_OK) {
-        sl_err_set(&err, SL_EUNAVAIL, "the token key cannot be unwrapped; nothing rotated");
-        goto fail;
-    }
-    for (j = 0; j < rot->nold && rot->old[j] != ver; j++)
-        ;
-    if (j == rot->nold && rot->nold < GW_MAX_MASTERS)
-        rot->old[rot->nold++] = ver;
     {
         unsigned char tw[CRY_KEY_BYTES + CRY_WRAP_OVERHEAD];
-        gw_master_wrap_with(r->srv->keys, version, GW_AAD_TOKEN_KEY, k->p, k->n, tw);
+        if (len != sizeof tw ||
+            rewrap(r, rot, ver, version, GW_AAD_TOKEN_KEY, blob, len, tw) != SL_OK) {
+            sl_err_set(&err, SL_EUNAVAIL, "the token key cannot be unwrapped; nothing rotated");
+            goto fail;
+        }
         if (db_wrapped_key_update(c, "token-hmac", version, tw, sizeof tw, &err) != SL_OK)
             goto fail;
     }
-    if (prev != version) {
-        for (j = 0; j < rot->nold && rot->old[j] != prev; j++)
-            ;
-        if (j == rot->nold && rot->nold < GW_MAX_MASTERS)
-            rot->old[rot->nold++] = prev;
-    }
+    if (prev != version)
+        note_old(rot, prev);
     /* current before the commit, while the key lock is held: an upload that takes the
      * lock after this transaction wraps under the new version */
     gw_master_activate(r->srv->keys, version);
@@ -1185,7 +1196,6 @@ fail:
             sl_warn("rotation: %s", e2.msg);
     }
 out:
-    cry_key_free(k);
     free(blob);
     free(list);
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gw_http.h"
 
@@ -32,7 +33,7 @@ days_json(double d)
 
     if (d < 0)
         return json_null();
-    snprintf(t, sizeof t, "%.10g", d);
+    snprintf(t, sizeof t, "%.17g", d);
     return json_string(t);
 }
 
@@ -162,10 +163,20 @@ out:
     json_decref(obj);
 }
 
+/* The end of a retention as RFC 3339 seconds, rounded up: never a moment before it. */
+static void
+until_text(int64_t live_us, double days, char out[SL_TS_LEN])
+{
+    int64_t end_us = live_us + (int64_t)(days * DAY_US);
+
+    sl_time_format_s(end_us / 1000000 + (end_us % 1000000 != 0), out);
+}
+
 int
 gw_retention_may_delete(gw_req *r, const db_dataset *ds, const db_version *v)
 {
-    double age_us = (double)(sl_now_us() - v->live_us);
+    /* the database's clock, which stamped the version and runs the sweeper */
+    double age_us = (double)v->age_us;
     char until[SL_TS_LEN];
 
     if (ds->legal_hold) {
@@ -178,7 +189,7 @@ gw_retention_may_delete(gw_req *r, const db_dataset *ds, const db_version *v)
     }
     if (ds->min_days < 0 || age_us >= ds->min_days * DAY_US)
         return 1;
-    sl_time_format_s((v->live_us + (int64_t)(ds->min_days * DAY_US)) / 1000000, until);
+    until_text(v->live_us, ds->min_days, until);
     if (strcmp(ds->retention_mode, "governance") == 0 && gw_has_role(r, "admin") &&
         bypass_asked(r)) {
         json_object_set_new(r->detail, "bypass_governance", json_true());
@@ -225,7 +236,7 @@ sweep_one(gw_server *s, PGconn *c)
     cry_random(raw, sizeof raw);
     cry_hex(raw, sizeof raw, rid);
     snprintf(resource, sizeof resource, "datasets/%s/versions/%d", x.name, x.version);
-    sl_time_format_s((x.live_us + (int64_t)(x.max_days * DAY_US)) / 1000000, until);
+    until_text(x.live_us, x.max_days, until);
     ev = json_pack("{s:s, s:n, s:s, s:s, s:s, s:s, s:n, s:i, s:n, s:s, s:{s:s, s:i, s:{s:b, s:i, "
                    "s:s}, s:o, s:s}}",
                    "request_id", rid, "principal", "action", "dataset.expire", "resource", resource,
@@ -242,9 +253,16 @@ sweep_one(gw_server *s, PGconn *c)
         return -1;
     }
     if (db_exec(c, "COMMIT", &err) != SL_OK) {
-        /* the event says shredded, the key is still there: the next sweep shreds it and
-         * writes a second event; the first one is corrected by it */
+        /* the event says shredded and the key is still there: the trail is corrected now
+         * (the next sweep shreds it with an event of its own, unless a hold came first) */
         sl_error("retention: %s: the shred's commit failed after its event: %s", resource, err.msg);
+        gw_audit_post(s->audit,
+                      json_pack("{s:s, s:n, s:s, s:s, s:s, s:s, s:n, s:i, s:i, s:s, s:{s:I}}",
+                                "request_id", rid, "principal", "action", "audit.correction",
+                                "resource", resource, "decision", "error", "reason",
+                                "the shred this event records did not commit: the key is kept",
+                                "purpose", "status", 500, "bytes", 0, "client", "sluice:retention",
+                                "detail", "corrects_seq", (json_int_t)w.seq));
         return -1;
     }
     sl_info("retention: %s expired: key destroyed (event seq %lld)", resource, (long long)w.seq);
@@ -262,7 +280,8 @@ sweeper_main(void *arg)
 
     pthread_mutex_lock(&s->sweep_mu);
     while (!atomic_load(&s->stopping)) {
-        sl_deadline_ms(&ts, (int64_t)s->cfg->retention_sweep_s * 1000);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += s->cfg->retention_sweep_s;
         pthread_cond_timedwait(&s->sweep_cv, &s->sweep_mu, &ts);
         if (atomic_load(&s->stopping))
             break;
@@ -273,7 +292,9 @@ sweeper_main(void *arg)
             int rc = 0, broken = 0;
 
             sl_err_clear(&err);
-            if (db_acquire(s->pool, SL_DB_ACQUIRE_MS, &c, &err) == SL_OK) {
+            if (db_acquire(s->pool, SL_DB_ACQUIRE_MS, &c, &err) != SL_OK) {
+                sl_warn("retention: no database connection for the sweep: %s", err.msg);
+            } else {
                 for (n = 0; n < SL_RETENTION_SWEEP_MAX && !atomic_load(&s->stopping); n++)
                     if ((rc = sweep_one(s, c)) != 1)
                         break;
@@ -290,8 +311,14 @@ sweeper_main(void *arg)
 void
 gw_sweeper_start(gw_server *s)
 {
+    pthread_condattr_t ca;
+
     pthread_mutex_init(&s->sweep_mu, NULL);
-    pthread_cond_init(&s->sweep_cv, NULL);
+    /* the wait between sweeps on the monotonic clock: a wall-clock jump moves no sweep */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->sweep_cv, &ca);
+    pthread_condattr_destroy(&ca);
     if (pthread_create(&s->sweeper, NULL, sweeper_main, s) != 0) {
         sl_error("retention: the sweeper could not start: versions past max_days stay");
         return;

@@ -201,7 +201,8 @@ typedef struct {
     json_t *manifest; /* as st_ingest_finish made it */
     json_t *doc;      /* {version, rows, bytes_in, bytes_stored, sha256, row_groups,
                          created_by, created_at} */
-    int64_t live_us;  /* when it became live (Unix microseconds) */
+    int64_t live_us;  /* when it became live (Unix microseconds, the database's clock) */
+    int64_t age_us;   /* how long ago, by the database's clock (its transaction's start) */
 } db_version;
 void db_version_clear(db_version *v);
 /* Takes the dataset's next version number (never given twice). */

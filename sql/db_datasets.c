@@ -367,7 +367,8 @@ db_version_clear(db_version *v)
     "v.manifest, jsonb_build_object('version', v.version, 'rows', v.rows, 'bytes_in', "      \
     "v.bytes_in, 'bytes_stored', v.bytes_stored, 'sha256', v.sha256, 'row_groups', "         \
     "jsonb_array_length(v.manifest->'groups'), 'created_by', p.name, 'created_at', " TS_SQL( \
-        "v.live_at") "), (extract(epoch FROM v.live_at) * 1000000)::bigint FROM "            \
+        "v.live_at") "), (extract(epoch FROM v.live_at) * 1000000)::bigint, "                \
+                     "(extract(epoch FROM now() - v.live_at) * 1000000)::bigint FROM "       \
                      "dataset_versions v JOIN principals p ON p.id = v.created_by "          \
                      "WHERE v.dataset_id = $1 AND v.state = 'live' AND ($2::int = 0 OR "     \
                      "v.version = $2::int) ORDER BY v.version DESC LIMIT 1"
@@ -402,6 +403,7 @@ db_version_get(PGconn *c, int64_t dataset_id, int version, int for_update, db_ve
     out->manifest = cell_json(r, 0, 4, err);
     out->doc = out->manifest ? cell_json(r, 0, 5, err) : NULL;
     out->live_us = strtoll(PQgetvalue(r, 0, 6), NULL, 10);
+    out->age_us = strtoll(PQgetvalue(r, 0, 7), NULL, 10);
     PQclear(r);
     if (out->doc == NULL) {
         db_version_clear(out);
@@ -429,11 +431,37 @@ db_version_shred(PGconn *c, int64_t dataset_id, int version, sl_err *err)
     return SL_OK;
 }
 
+/* Rows of (dataset, [version,] master version, hex of the wrapped key) into *out. */
+static sl_code
+wrapped_rows(PGresult *r, int with_version, db_wrapped **out, size_t *n, sl_err *err)
+{
+    int i, c;
+
+    *out = sl_xcalloc((size_t)PQntuples(r) + 1, sizeof **out);
+    for (i = 0; i < PQntuples(r); i++) {
+        db_wrapped *w = &(*out)[i];
+
+        c = 0;
+        w->dataset_id = strtoll(PQgetvalue(r, i, c++), NULL, 10);
+        w->version = with_version ? atoi(PQgetvalue(r, i, c++)) : 0;
+        w->master_version = atoi(PQgetvalue(r, i, c++));
+        if (!db_unhex(PQgetvalue(r, i, c), (size_t)PQgetlength(r, i, c), w->wrapped,
+                      DB_WRAPPED_DATA_KEY)) {
+            free(*out);
+            *out = NULL;
+            PQclear(r);
+            return sl_err_set(err, SL_EUNAVAIL, "a wrapped key has the wrong length");
+        }
+    }
+    *n = (size_t)PQntuples(r);
+    PQclear(r);
+    return SL_OK;
+}
+
 sl_code
 db_keys_wrapped(PGconn *c, db_wrapped **out, size_t *n, sl_err *err)
 {
     PGresult *r;
-    int i;
 
     *out = NULL;
     *n = 0;
@@ -445,30 +473,13 @@ db_keys_wrapped(PGconn *c, db_wrapped **out, size_t *n, sl_err *err)
                  0, NULL, NULL, NULL, PGRES_TUPLES_OK, err);
     if (r == NULL)
         return err->code;
-    *out = sl_xcalloc((size_t)PQntuples(r) + 1, sizeof **out);
-    for (i = 0; i < PQntuples(r); i++) {
-        db_wrapped *w = &(*out)[i];
-        w->dataset_id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
-        w->version = atoi(PQgetvalue(r, i, 1));
-        w->master_version = atoi(PQgetvalue(r, i, 2));
-        if (!db_unhex(PQgetvalue(r, i, 3), (size_t)PQgetlength(r, i, 3), w->wrapped,
-                      DB_WRAPPED_DATA_KEY)) {
-            free(*out);
-            *out = NULL;
-            PQclear(r);
-            return sl_err_set(err, SL_EUNAVAIL, "a wrapped data key has the wrong length");
-        }
-    }
-    *n = (size_t)PQntuples(r);
-    PQclear(r);
-    return SL_OK;
+    return wrapped_rows(r, 1, out, n, err);
 }
 
 sl_code
 db_mask_keys(PGconn *c, db_wrapped **out, size_t *n, sl_err *err)
 {
     PGresult *r;
-    int i;
 
     *out = NULL;
     *n = 0;
@@ -478,23 +489,7 @@ db_mask_keys(PGconn *c, db_wrapped **out, size_t *n, sl_err *err)
                  0, NULL, NULL, NULL, PGRES_TUPLES_OK, err);
     if (r == NULL)
         return err->code;
-    *out = sl_xcalloc((size_t)PQntuples(r) + 1, sizeof **out);
-    for (i = 0; i < PQntuples(r); i++) {
-        db_wrapped *w = &(*out)[i];
-
-        w->dataset_id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
-        w->master_version = atoi(PQgetvalue(r, i, 1));
-        if (!db_unhex(PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2), w->wrapped,
-                      DB_WRAPPED_DATA_KEY)) {
-            free(*out);
-            *out = NULL;
-            PQclear(r);
-            return sl_err_set(err, SL_EUNAVAIL, "a wrapped mask key has the wrong length");
-        }
-    }
-    *n = (size_t)PQntuples(r);
-    PQclear(r);
-    return SL_OK;
+    return wrapped_rows(r, 0, out, n, err);
 }
 
 sl_code
@@ -757,15 +752,16 @@ db_version_expired(PGconn *c, db_expired *out, int *found, sl_err *err)
 
     *found = 0;
     memset(out, 0, sizeof *out);
-    /* one at a time, in the caller's transaction; another gateway's sweeper skips it, and
-     * a legal hold being set waits for this transaction (the dataset row is shared) */
+    /* one at a time, in the caller's transaction; another gateway's sweeper skips it, a
+     * legal hold being set waits for this transaction (the dataset row is shared), and a
+     * dataset row a request holds is skipped (not shredded now: always safe) */
     r = db_query(c,
                  "SELECT v.dataset_id, v.version, d.name, v.master_version, v.sha256, "
                  "d.retention_max_days, (extract(epoch FROM v.live_at) * 1000000)::bigint FROM "
                  "dataset_versions v JOIN datasets d ON d.id = v.dataset_id WHERE v.state = "
                  "'live' AND d.retention_max_days IS NOT NULL AND NOT d.legal_hold AND "
                  "v.live_at + d.retention_max_days * interval '1 day' <= now() ORDER BY "
-                 "v.live_at LIMIT 1 FOR UPDATE OF v SKIP LOCKED FOR SHARE OF d",
+                 "v.live_at LIMIT 1 FOR UPDATE OF v SKIP LOCKED FOR SHARE OF d SKIP LOCKED",
                  0, NULL, NULL, NULL, PGRES_TUPLES_OK, err);
     if (r == NULL)
         return err->code;

@@ -219,7 +219,8 @@ class RetentionTest(unittest.TestCase):
         self.assertEqual(self.live(name), [], "the sweeper did not shred the expired version")
         r = self.srv.request("GET", "/v1/datasets/%s/versions/1/rows" % name, token=self.owner)
         self.assertCode(r, 404, "not_found")
-        evs = [e for e in self.srv.events() if e["action"] == "dataset.expire" and name in e["resource"]]
+        evs = [e for e in self.srv.events() if e["action"] == "dataset.expire" and name in e["resource"]
+               and e["decision"] == "allow"]
         self.assertEqual(len(evs), 1, evs)
         e = evs[0]
         self.assertEqual((e["decision"], e["status"], e["principal"]), ("allow", 204, None))
@@ -231,6 +232,46 @@ class RetentionTest(unittest.TestCase):
             "ON d.id = v.dataset_id WHERE d.name = '%s'" % name), "shredded-")
         r = self.srv.request("GET", "/v1/audit/verify")
         self.assertTrue(r.json()["ok"], r)
+
+    def test_d2_protection_ends_and_younger_versions_stay(self):
+        # compliance, min_days of 3 seconds: refused now, allowed once they have passed
+        name = self.dataset({"min_days": 3 / DAY, "mode": "compliance"}, versions=1)
+        r, _ = self.delete(name, 1, self.owner)
+        self.assertCode(r, 423, "locked")
+        time.sleep(3.5)
+        r, _ = self.delete(name, 1, self.owner)
+        self.assertEqual(r.status, 204, r)
+        # expiry takes the old version and leaves the younger one
+        name = self.dataset({"max_days": 4 / DAY, "mode": "governance"}, versions=1)
+        time.sleep(2.5)
+        r = self.srv.request("POST", "/v1/datasets/%s/versions" % name, token=self.owner, raw=b"k,v\n9,y\n",
+                             headers=CSV)
+        self.assertEqual(r.status, 201, r)
+        deadline = time.time() + 10
+        while time.time() < deadline and 1 in self.live(name):
+            time.sleep(0.2)
+        self.assertEqual(self.live(name), [2], "version 1 expired, version 2 is younger than max_days")
+
+    def test_d3_the_database_guards_too(self):
+        """What the gateway refuses, the database refuses as well (a trigger), even to its
+        superuser: shredding a held or retained version, shortening compliance."""
+        held = self.dataset(versions=1)
+        self.assertEqual(self.hold(held, True, token="admin").status, 200)  # an admin may set one too
+        kept = self.dataset({"min_days": 1, "max_days": 10, "mode": "compliance"}, versions=1)
+        for name in (held, kept):
+            with self.subTest(name=name), self.assertRaises(AssertionError) as cm:
+                self.srv.psql("UPDATE dataset_versions SET state = 'shredded', wrapped_key = NULL, "
+                              "shredded_at = now() FROM datasets d WHERE d.id = dataset_id AND d.name = '%s'"
+                              % name)
+            self.assertIn("sluice:", str(cm.exception))
+        for sql in ("retention_min_days = 0.5", "retention_mode = 'governance'", "retention_max_days = 5"):
+            with self.subTest(sql=sql), self.assertRaises(AssertionError) as cm:
+                self.srv.psql("UPDATE datasets SET %s WHERE name = '%s'" % (sql, kept))
+            self.assertIn("cannot be shortened", str(cm.exception))
+        self.srv.psql("UPDATE datasets SET retention_max_days = NULL WHERE name = '%s'" % kept)  # longer
+        self.assertEqual(self.live(held), [1])
+        self.assertEqual(self.live(kept), [1])
+        self.assertEqual(self.hold(held, False, token="admin", reason=None).status, 200)
 
     def test_e_cli(self):
         name = self.dataset(versions=0)
