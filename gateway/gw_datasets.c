@@ -146,7 +146,9 @@ gw_h_dataset_list(gw_req *r)
 {
     const char *after;
     char cursor[SL_MAX_NAME + 1] = "";
-    json_t *items = NULL, *out = json_array(), *it;
+    json_t *items = NULL, *out, *it;
+    db_global *gl = NULL;
+    size_t ngl = 0;
     PGconn *c = NULL;
     int limit, more = 1, page;
     size_t i;
@@ -158,8 +160,12 @@ gw_h_dataset_list(gw_req *r)
         return;
     if (after != NULL)
         snprintf(cursor, sizeof cursor, "%s", after);
-    /* the datasets the caller may describe, as their policies decide */
+    out = json_array();
+    /* the datasets the caller may describe, as their policies decide (the global
+     * policies read once for all of them) */
     rc = gw_db_get(r, &c, &err);
+    if (rc == SL_OK)
+        rc = db_globals_current(c, &gl, &ngl, &err);
     for (page = 0;
          rc == SL_OK && more && page < LIST_SCAN_PAGES && (int)json_array_size(out) < limit;
          page++) {
@@ -179,8 +185,8 @@ gw_h_dataset_list(gw_req *r)
                 continue;
             }
             if (rc == SL_OK) {
-                sl_code drc = gw_decide_for(r, c, &ds, &r->who, POL_ACT_DESCRIBE,
-                                            r->purpose[0] ? r->purpose : NULL, &g, &err);
+                sl_code drc = gw_decide_with(r, c, &ds, &r->who, POL_ACT_DESCRIBE,
+                                             r->purpose[0] ? r->purpose : NULL, gl, ngl, &g, &err);
                 if (drc == SL_OK && g->d.allow)
                     json_array_append(out, it);
                 else if (drc == SL_EUNAVAIL)
@@ -199,6 +205,7 @@ gw_h_dataset_list(gw_req *r)
         items = NULL;
     }
     gw_db_put(r, c, rc);
+    db_globals_free(gl, ngl);
     if (rc != SL_OK) {
         json_decref(out);
         gw_reply_err(r, &err);
@@ -836,6 +843,28 @@ same_columns(const json_t *mcols, const gw_decision *g)
     return 1;
 }
 
+/* A column name in a header: letters, digits, '_', '.' and '-' as they are, any other
+ * byte as %XX (so ',' and '=' never split it, and nothing breaks the header line). */
+static size_t
+header_name(const char *name, char *out, size_t cap)
+{
+    size_t n = 0;
+
+    for (; *name != '\0' && n + 4 < cap; name++) {
+        unsigned char b = (unsigned char)*name;
+        if ((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') ||
+            b == '_' || b == '.' || b == '-') {
+            out[n++] = (char)b;
+        } else {
+            out[n++] = '%';
+            out[n++] = "0123456789ABCDEF"[b >> 4];
+            out[n++] = "0123456789ABCDEF"[b & 15];
+        }
+    }
+    out[n] = '\0';
+    return *name == '\0' ? n : SIZE_MAX;
+}
+
 /* X-Sluice-Masked-Columns: "email=hash,dob=year" for the projected columns. */
 static void
 masked_header(gw_req *r, const json_t *mcols, const size_t *cols, size_t ncols, const uint8_t *mask)
@@ -844,14 +873,17 @@ masked_header(gw_req *r, const json_t *mcols, const size_t *cols, size_t ncols, 
 
     r->x_masked[0] = '\0';
     for (i = 0; i < ncols; i++) {
-        const char *name;
+        char name[3 * 128 + 4];
         int w;
 
         if (mask[cols[i]] == POL_MASK_NONE)
             continue;
-        name = json_string_value(json_object_get(json_array_get(mcols, cols[i]), "name"));
-        w = snprintf(r->x_masked + at, sizeof r->x_masked - at, "%s%s=%s", at ? "," : "", name,
-                     pol_mask_name((pol_mask)mask[cols[i]]));
+        if (header_name(json_string_value(json_object_get(json_array_get(mcols, cols[i]), "name")),
+                        name, sizeof name) == SIZE_MAX)
+            w = -1;
+        else
+            w = snprintf(r->x_masked + at, sizeof r->x_masked - at, "%s%s=%s", at ? "," : "", name,
+                         pol_mask_name((pol_mask)mask[cols[i]]));
         if (w < 0 || (size_t)w >= sizeof r->x_masked - at) {
             /* too many to list in a header: the audit event lists them all */
             snprintf(r->x_masked, sizeof r->x_masked, "(many; see the audit trail)");

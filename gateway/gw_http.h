@@ -213,6 +213,11 @@ void gw_decision_free(gw_decision *g);
  * compiles (nothing is allowed then). */
 sl_code gw_decide_for(gw_req *r, PGconn *c, const db_dataset *ds, const db_principal *who,
                       uint32_t action, const char *purpose, gw_decision **out, sl_err *err) SL_WUR;
+/* The same with the global policies read once for many decisions (shared, borrowed: it
+ * must outlive the decision; NULL reads them as gw_decide_for does). */
+sl_code gw_decide_with(gw_req *r, PGconn *c, const db_dataset *ds, const db_principal *who,
+                       uint32_t action, const char *purpose, const db_global *shared,
+                       size_t nshared, gw_decision **out, sl_err *err) SL_WUR;
 /* Decides action (its name) for the request's principal and purpose, records the decision
  * in the request's audit event; 1 when allowed (with *out, when not NULL, the decision the
  * caller then frees), otherwise 0 with the answer (403, or the error) set. */

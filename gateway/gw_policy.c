@@ -96,32 +96,39 @@ subject(gw_decision *g, const db_principal *p, int is_owner)
 }
 
 sl_code
-gw_decide_for(gw_req *r, PGconn *c, const db_dataset *ds, const db_principal *who, uint32_t action,
-              const char *purpose, gw_decision **out, sl_err *err)
+gw_decide_with(gw_req *r, PGconn *c, const db_dataset *ds, const db_principal *who, uint32_t action,
+               const char *purpose, const db_global *shared, size_t nshared, gw_decision **out,
+               sl_err *err)
 {
     gw_decision *g = sl_xcalloc(1, sizeof *g);
     pol_global globals[POL_MAX_GLOBALS];
+    const db_global *gl = shared;
+    size_t i, n = nshared;
     pol_request req;
-    size_t i;
     sl_code rc;
 
     (void)r;
     *out = NULL;
     load_columns(g, ds);
-    if ((rc = db_policy_get(c, ds->id, &g->doc, &g->policy_version, err)) != SL_OK ||
-        (rc = db_globals_current(c, &g->globals, &g->nglobals, err)) != SL_OK)
+    if ((rc = db_policy_get(c, ds->id, &g->doc, &g->policy_version, err)) != SL_OK)
         goto fail;
-    if (g->nglobals > POL_MAX_GLOBALS) {
+    if (shared == NULL) { /* read now, owned by the decision */
+        if ((rc = db_globals_current(c, &g->globals, &g->nglobals, err)) != SL_OK)
+            goto fail;
+        gl = g->globals;
+        n = g->nglobals;
+    }
+    if (n > POL_MAX_GLOBALS) {
         rc = sl_err_set(err, SL_EINTERNAL, "more global policies than a decision considers");
         goto fail;
     }
-    for (i = 0; i < g->nglobals; i++) {
-        globals[i].name = g->globals[i].name;
-        globals[i].doc = g->globals[i].doc;
-        globals[i].version = g->globals[i].version;
+    for (i = 0; i < n; i++) {
+        globals[i].name = gl[i].name;
+        globals[i].doc = gl[i].doc;
+        globals[i].version = gl[i].version;
     }
-    if ((rc = pol_compile(&g->ds, g->doc, g->policy_version, globals, g->nglobals, &g->policy,
-                          err)) != SL_OK) {
+    if ((rc = pol_compile(&g->ds, g->doc, g->policy_version, globals, n, &g->policy, err)) !=
+        SL_OK) {
         /* what was accepted once no longer compiles: refuse everything (fail closed) */
         sl_err_detail(err, "dataset %s: stored policy does not compile: %s", ds->name, err->msg);
         rc = sl_err_set(err, SL_EINTERNAL, "the policy of dataset \"%s\" cannot be applied",
@@ -136,6 +143,13 @@ gw_decide_for(gw_req *r, PGconn *c, const db_dataset *ds, const db_principal *wh
 fail:
     gw_decision_free(g);
     return rc;
+}
+
+sl_code
+gw_decide_for(gw_req *r, PGconn *c, const db_dataset *ds, const db_principal *who, uint32_t action,
+              const char *purpose, gw_decision **out, sl_err *err)
+{
+    return gw_decide_with(r, c, ds, who, action, purpose, NULL, 0, out, err);
 }
 
 /* Records the decision in the request's audit event: the trail shows the filter text. */

@@ -374,6 +374,22 @@ class PolicyTest(unittest.TestCase):
         self.assertError(srv.request("DELETE", "/v1/policies/pii"), 404, "not_found")
         self.assertError(self.rows("patients", "admin"), 403, "forbidden")
 
+    def test_g_masked_header_names_are_escaped(self):
+        srv = self.srv
+        r = srv.request("POST", "/v1/datasets", token=self.owner,
+                        body={"name": "weird", "classification": "internal"})
+        self.assertEqual(r.status, 201, r)
+        r = srv.request("POST", "/v1/datasets/weird/versions", token=self.owner,
+                        raw='"a,b=c",é\nx,y\n'.encode(), headers=CSV)
+        self.assertEqual(r.status, 201, r)
+        self.put_policy("weird", {"statements": [
+            {"id": "self-mask", "effect": "deny", "principals": {"names": ["olga"]},
+             "actions": ["dataset.read"], "columns": {"mask": {"a,b=c": "redact", "é": "null"}}}]})
+        r = self.rows("weird", self.owner)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("X-Sluice-Masked-Columns"), "a%2Cb%3Dc=redact,%C3%A9=null")
+        self.assertEqual(r.body.decode(), '"a,b=c",é\n[redacted],\n')
+
     def test_f_cli(self):
         import tempfile
         srv = self.srv
