@@ -1,0 +1,88 @@
+/*
+ * compute/cmp.h: the governed compute zone's own side. The frames a gateway and a zone
+ * exchange over the zone's two pipes (small, versioned, and treated as hostile by the
+ * zone), and the sandbox a zone enters before it reads any data. Links sl only: the zone
+ * never links keys, the database or the network.
+ */
+#ifndef CMP_H
+#define CMP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sl.h"
+
+/*
+ * A frame: "SLZ1", type u8, 3 zero bytes, payload length u32 (little-endian), payload.
+ * Payloads are at most CMP_FRAME_MAX bytes: one column of one row group (65536 float64
+ * values) with room to spare.
+ */
+#define CMP_FRAME_MAGIC "SLZ1"
+#define CMP_FRAME_HEAD  12
+#define CMP_FRAME_MAX   (4u << 20)
+
+typedef enum {
+    CMP_F_COLUMN = 1, /* gateway -> zone: name_len u16, name, count u32, count float64 (NaN:
+                         null) */
+    CMP_F_END = 2,    /* gateway -> zone: no more data (empty payload) */
+    CMP_F_STATS = 3,  /* zone -> gateway: per column: name_len u16, name, count u64, mean,
+                         std, min, max (float64) */
+    CMP_F_ERROR = 4,  /* zone -> gateway: a reason (UTF-8 text) */
+} cmp_ftype;
+
+typedef struct {
+    uint8_t type;
+    const unsigned char *payload; /* into the caller's buffer */
+    uint32_t len;
+} cmp_frame;
+
+/*
+ * One frame from p[0..n): SL_OK with *used its whole size; SL_EAGAIN-like SL_ETOOLARGE is
+ * never used: SL_EINVALID for a bad magic, type, reserved byte or a length over
+ * CMP_FRAME_MAX; SL_EBADREQ when n does not hold the whole frame yet.
+ */
+sl_code cmp_frame_parse(const unsigned char *p, size_t n, cmp_frame *f, size_t *used) SL_WUR;
+/* Reads exactly one frame from fd into buf (reset first; bounded by CMP_FRAME_MAX).
+ * SL_EIO on a read error or an end of input before the frame's end. */
+sl_code cmp_frame_read(int fd, sl_buf *buf, cmp_frame *f, sl_err *err) SL_WUR;
+/* Writes one frame (all of it, retrying short writes); SL_EIO on failure. */
+sl_code cmp_frame_write(int fd, uint8_t type, const void *p, size_t n, sl_err *err) SL_WUR;
+
+/* What a zone may use: address space (bytes) and CPU time (seconds). */
+typedef struct {
+    uint64_t as_bytes;
+    uint64_t cpu_s;
+} cmp_limits;
+
+/*
+ * Enters the sandbox, for good: descriptors other than 0, 1 and 2 closed; no new
+ * privileges; rlimits (address space, CPU time, no file growth, no new descriptors, no
+ * processes, no core); then a seccomp allow-list ending in kill of the process: read,
+ * write, close, the memory calls without executable mappings, futex, clock_gettime,
+ * rt_sigreturn, exit. Everything else (open, socket, connect, execve, ptrace, ...) kills
+ * the zone with SIGSYS. SL_EINTERNAL when a step cannot be taken (the zone must not go on).
+ */
+sl_code cmp_sandbox_enter(const cmp_limits *l, sl_err *err) SL_WUR;
+
+/* ---- aggregates (cmp_stats.c) ---- */
+
+#define CMP_MAX_COLUMNS 256
+#define CMP_NAME_MAX    255
+typedef struct {
+    char name[CMP_NAME_MAX + 1];
+    uint64_t count;
+    double mean, m2, min, max;
+} cmp_stat;
+typedef struct {
+    cmp_stat col[CMP_MAX_COLUMNS];
+    size_t n;
+} cmp_stats;
+/* Adds a CMP_F_COLUMN frame (name_len u16, name without NUL, count u32, count float64;
+ * NaN is a null) to the statistics of its column; SL_EINVALID for anything else, an
+ * infinite value or a column past CMP_MAX_COLUMNS. Start from a zeroed cmp_stats. */
+sl_code cmp_stats_add(cmp_stats *st, const cmp_frame *f) SL_WUR;
+/* The CMP_F_STATS payload: per column in order of arrival, name_len u16, name, count u64,
+ * mean, sample standard deviation, min, max (float64, little-endian; 0 when count is 0). */
+sl_code cmp_stats_encode(const cmp_stats *st, sl_buf *out) SL_WUR;
+
+#endif

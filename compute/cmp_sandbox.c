@@ -1,0 +1,80 @@
+/*
+ * compute/cmp_sandbox.c: what a zone gives up before it reads any data (OpenSSH's seccomp
+ * sandbox is the model): descriptors beyond its pipes, privileges, resources, and every
+ * system call but the few its computation needs. The filter ends in killing the process.
+ */
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+
+#include <errno.h>
+#include <linux/close_range.h>
+#include <seccomp.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "cmp.h"
+
+/* AddressSanitizer reserves terabytes of address space for its shadow: a test build's
+ * zone cannot have an address-space limit (the others hold). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+static int
+limit(int res, rlim_t v)
+{
+    struct rlimit rl = {v, v};
+
+    return setrlimit(res, &rl);
+}
+
+sl_code
+cmp_sandbox_enter(const cmp_limits *l, sl_err *err)
+{
+    static const int plain[] = {
+        SCMP_SYS(read),           SCMP_SYS(write),  SCMP_SYS(close),         SCMP_SYS(exit),
+        SCMP_SYS(exit_group),     SCMP_SYS(brk),    SCMP_SYS(munmap),        SCMP_SYS(mremap),
+        SCMP_SYS(madvise),        SCMP_SYS(futex),  SCMP_SYS(clock_gettime), SCMP_SYS(rt_sigreturn),
+        SCMP_SYS(rt_sigprocmask), SCMP_SYS(getpid), SCMP_SYS(gettid),        SCMP_SYS(tgkill),
+    };
+    scmp_filter_ctx ctx = NULL;
+    size_t i;
+    int rc = 0;
+
+    /* only the two pipes and stderr stay */
+    if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
+        return sl_err_set(err, SL_EINTERNAL, "could not close the zone's other descriptors");
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        return sl_err_set(err, SL_EINTERNAL, "could not drop the zone's privileges");
+    if ((!SANITIZED && limit(RLIMIT_AS, (rlim_t)l->as_bytes) != 0) ||
+        limit(RLIMIT_CPU, (rlim_t)l->cpu_s) != 0 || limit(RLIMIT_FSIZE, 0) != 0 ||
+        limit(RLIMIT_NOFILE, 3) != 0 || limit(RLIMIT_NPROC, 0) != 0 || limit(RLIMIT_CORE, 0) != 0)
+        return sl_err_set(err, SL_EINTERNAL, "could not set the zone's limits");
+    ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+    if (ctx == NULL)
+        return sl_err_set(err, SL_EINTERNAL, "could not start a seccomp filter");
+    for (i = 0; i < sizeof plain / sizeof plain[0] && rc == 0; i++)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, plain[i], 0);
+    /* memory, never executable */
+    if (rc == 0)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
+                              SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    if (rc == 0)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
+                              SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    if (rc == 0)
+        rc = seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (rc != 0)
+        return sl_err_set(err, SL_EINTERNAL, "could not load the zone's seccomp filter (%d)", rc);
+    return SL_OK;
+}
