@@ -58,9 +58,12 @@ typedef struct {
  * Enters the sandbox, for good: descriptors other than 0, 1 and 2 closed; no new
  * privileges; rlimits (address space, CPU time, no file growth, no new descriptors, no
  * processes, no core); then a seccomp allow-list ending in kill of the process: read,
- * write, close, the memory calls without executable mappings, futex, clock_gettime,
- * rt_sigreturn, exit. Everything else (open, socket, connect, execve, ptrace, ...) kills
- * the zone with SIGSYS. SL_EINTERNAL when a step cannot be taken (the zone must not go on).
+ * write, close, anonymous memory calls without executable mappings, futex,
+ * clock_gettime, signals to itself, rt_sigreturn, exit; for every thread (TSYNC), and a
+ * call of another ABI kills too. Everything else (open, socket, connect, execve, ptrace,
+ * clone, ...) kills the zone with SIGSYS. SL_EINTERNAL when a step cannot be taken (the
+ * zone must not go on). Values in frames are in the host's byte order, little-endian on
+ * the platforms sluice builds for.
  */
 sl_code cmp_sandbox_enter(const cmp_limits *l, sl_err *err) SL_WUR;
 

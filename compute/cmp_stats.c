@@ -34,7 +34,7 @@ cmp_stats_add(cmp_stats *st, const cmp_frame *f)
         n < 2u + nl + 4u)
         return SL_EINVALID;
     count = rd32(p + 2 + nl);
-    if ((size_t)count * 8 != n - 2 - nl - 4 || memchr(p + 2, '\0', nl) != NULL)
+    if ((uint64_t)count * 8 != (uint64_t)(n - 2 - nl - 4) || memchr(p + 2, '\0', nl) != NULL)
         return SL_EINVALID;
     for (k = 0; k < st->n; k++)
         if (strlen(st->col[k].name) == nl && memcmp(st->col[k].name, p + 2, nl) == 0)
@@ -66,6 +66,10 @@ cmp_stats_add(cmp_stats *st, const cmp_frame *f)
             c->min = v;
         if (v > c->max)
             c->max = v;
+        /* squares of values near the largest doubles overflow: refused, never answered
+         * as infinite or NaN */
+        if (!isfinite(c->mean) || !isfinite(c->m2))
+            return SL_EINVALID;
     }
     return SL_OK;
 }
