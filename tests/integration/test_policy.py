@@ -31,7 +31,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server  # noqa: E402
+from harness import ServerCase  # noqa: E402
 
 CSV = {"Content-Type": "text/csv"}
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -69,24 +69,7 @@ def parse_npy(b):
     return shape, vals
 
 
-class PolicyTest(unittest.TestCase):
-    srv = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server()
-        try:
-            cls.srv.start()
-            cls.prepare()
-        except Exception:
-            cls.srv.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.srv is not None:
-            cls.srv.close()
-
+class PolicyTest(ServerCase):
     @classmethod
     def prepare(cls):
         srv = cls.srv

@@ -26,32 +26,21 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server  # noqa: E402
+from harness import ServerCase  # noqa: E402
 
 CSV = {"Content-Type": "text/csv"}
 BYPASS = {"X-Sluice-Bypass-Governance": "true"}
 DAY = 86400.0
 
 
-class RetentionTest(unittest.TestCase):
-    srv = None
+class RetentionTest(ServerCase):
+    serve_args = ("--retention-sweep-s", "1")
 
     @classmethod
-    def setUpClass(cls):
-        cls.srv = Server(serve_args=["--retention-sweep-s", "1"])
-        try:
-            cls.srv.start()
-            cls.owner = cls.srv.create_principal("olga", roles=["owner"])
-            cls.trainer = cls.srv.create_principal("tom", roles=["trainer"])
-            cls.auditor = cls.srv.create_principal("audrey", roles=["auditor"])
-        except Exception:
-            cls.srv.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.srv is not None:
-            cls.srv.close()
+    def prepare(cls):
+        cls.owner = cls.srv.create_principal("olga", roles=["owner"])
+        cls.trainer = cls.srv.create_principal("tom", roles=["trainer"])
+        cls.auditor = cls.srv.create_principal("audrey", roles=["auditor"])
 
     # ---- helpers ----
     def dataset(self, retention=None, versions=2):

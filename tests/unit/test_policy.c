@@ -855,7 +855,8 @@ refusals_never_echo_literals(void **state)
 static void
 limits(void **state)
 {
-    char *text = malloc(16384);
+    const size_t cap = 16384;
+    char *text = malloc(cap);
     pol_filter *f = NULL;
     sl_err err;
     size_t o;
@@ -875,7 +876,8 @@ limits(void **state)
     /* depth: 32 parentheses pass, 33 do not */
     for (k = 0; k < 32; k++)
         text[k] = '(';
-    o = 32 + (size_t)sprintf(text + 32, "age == 1");
+    memcpy(text + 32, "age == 1", 8);
+    o = 32 + 8;
     for (k = 0; k < 32; k++)
         text[o++] = ')';
     text[o] = '\0';
@@ -883,12 +885,13 @@ limits(void **state)
     pol_filter_free(f);
     memmove(text + 1, text, o + 1);
     text[0] = '(';
-    strcat(text, ")");
+    text[o + 1] = ')';
+    text[o + 2] = '\0';
     TOO_LARGE(text, "row filter, character 33: nested deeper than the limit of 32");
     /* 32 `not`s pass, 33 do not */
-    for (o = 0, k = 0; k < 32; k++)
-        o += (size_t)sprintf(text + o, "not ");
-    strcpy(text + o, "age == 1");
+    for (o = 0, k = 0; k < 32; k++, o += 4)
+        memcpy(text + o, "not ", 4);
+    memcpy(text + o, "age == 1", sizeof "age == 1");
     assert_int_equal(pol_filter_compile(text, strlen(text), people, NPEOPLE, &f, &err), SL_OK);
     pol_filter_free(f);
     memmove(text + 4, text, strlen(text) + 1);
@@ -897,16 +900,16 @@ limits(void **state)
     /* and/or count: `age == 1 and (age == 1 and (...))`: each level a chain and a
      * parenthesis, 2 deep; 15 levels inside the outer chain are 31 deep, 16 are 33 */
     for (o = 0, k = 0; k < 15; k++)
-        o += (size_t)sprintf(text + o, "age == 1 and (");
-    o += (size_t)sprintf(text + o, "age == 1 or age == 2");
+        o += (size_t)snprintf(text + o, cap - o, "age == 1 and (");
+    o += (size_t)snprintf(text + o, cap - o, "age == 1 or age == 2");
     for (k = 0; k < 15; k++)
         text[o++] = ')';
     text[o] = '\0';
     assert_int_equal(pol_filter_compile(text, o, people, NPEOPLE, &f, &err), SL_OK);
     pol_filter_free(f);
     for (o = 0, k = 0; k < 16; k++)
-        o += (size_t)sprintf(text + o, "age == 1 and (");
-    o += (size_t)sprintf(text + o, "age == 1 or age == 2");
+        o += (size_t)snprintf(text + o, cap - o, "age == 1 and (");
+    o += (size_t)snprintf(text + o, cap - o, "age == 1 or age == 2");
     for (k = 0; k < 16; k++)
         text[o++] = ')';
     text[o] = '\0';
@@ -922,34 +925,34 @@ limits(void **state)
 
     /* nodes: 256 comparisons and 255 `or`s pass, one more comparison does not */
     for (o = 0, k = 0; k < 256; k++)
-        o += (size_t)sprintf(text + o, "%sage<%d", k ? " or " : "", k);
+        o += (size_t)snprintf(text + o, cap - o, "%sage<%d", k ? " or " : "", k);
     assert_int_equal(pol_filter_compile(text, o, people, NPEOPLE, &f, &err), SL_OK);
     pol_filter_free(f);
-    o += (size_t)sprintf(text + o, " or age<%d", k);
+    o += (size_t)snprintf(text + o, cap - o, " or age<%d", k);
     TOO_LARGE(text, "row filter, character 2707: more than 512 comparisons and operators");
 
     /* a list of 1024 items passes, 1025 do not */
-    o = (size_t)sprintf(text, "age in [");
+    o = (size_t)snprintf(text, cap, "age in [");
     for (k = 0; k < POL_FILTER_MAX_LIST; k++)
-        o += (size_t)sprintf(text + o, "%s%d", k ? "," : "", k % 10);
-    strcpy(text + o, "]");
+        o += (size_t)snprintf(text + o, cap - o, "%s%d", k ? "," : "", k % 10);
+    snprintf(text + o, cap - o, "]");
     assert_int_equal(pol_filter_compile(text, strlen(text), people, NPEOPLE, &f, &err), SL_OK);
     pol_filter_free(f);
-    strcpy(text + o, ",1]");
+    snprintf(text + o, cap - o, ",1]");
     TOO_LARGE(text, "row filter, character 2057: list longer than the limit of 1024 items");
 
     /* a string of 1024 bytes passes, 1025 do not (decoded bytes count) */
-    o = (size_t)sprintf(text, "region == \"");
+    o = (size_t)snprintf(text, cap, "region == \"");
     memset(text + o, 'x', 1024);
-    strcpy(text + o + 1024, "\"");
+    snprintf(text + o + 1024, cap - o - 1024, "\"");
     assert_int_equal(pol_filter_compile(text, strlen(text), people, NPEOPLE, &f, &err), SL_OK);
     pol_filter_free(f);
-    strcpy(text + o + 1024, "y\"");
+    snprintf(text + o + 1024, cap - o - 1024, "y\"");
     TOO_LARGE(text, "row filter, character 11: string longer than the limit of 1024 bytes");
-    o = (size_t)sprintf(text, "region == \"");
+    o = (size_t)snprintf(text, cap, "region == \"");
     for (k = 0; k < 342; k++)
-        o += (size_t)sprintf(text + o, "\\u20ac");
-    strcpy(text + o, "\"");
+        o += (size_t)snprintf(text + o, cap - o, "\\u20ac");
+    snprintf(text + o, cap - o, "\"");
     TOO_LARGE(text, "row filter, character 11: string longer than the limit of 1024 bytes");
     free(text);
 }
@@ -1325,7 +1328,7 @@ put_number(sl_buf *out)
         char text[40];
         snprintf(text, sizeof text, "%.17g", v);
         if (strchr(text, '.') == NULL && strchr(text, 'e') == NULL && rndn(2) == 0)
-            strcat(text, ".0"); /* the same value written as a float */
+            snprintf(text + strlen(text), sizeof text - strlen(text), ".0"); /* as a float */
         assert_int_equal(sl_buf_puts(out, text), SL_OK);
         return (long double)strtod(text, NULL);
     }
