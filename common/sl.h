@@ -33,7 +33,8 @@ typedef enum {
     SL_EHEADERS,  /* 431 headers_too_large */
     SL_EINTERNAL, /* 500 internal: a bug or an unexpected local failure */
     SL_EUNAVAIL,  /* 503 unavailable: database or audit trail down; fail closed */
-    SL_EIO        /* local I/O failure (files, processes); 500 if it reaches a client */
+    SL_EIO,       /* local I/O failure (files, processes); 500 if it reaches a client */
+    SL_ENOMEM     /* memory refused (a compute zone's limit); 500 if it reaches a client */
 } sl_code;
 
 /*

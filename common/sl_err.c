@@ -30,6 +30,7 @@ static const struct {
     [SL_EINTERNAL] = {"internal", 500},
     [SL_EUNAVAIL] = {"unavailable", 503},
     [SL_EIO] = {"internal", 500},
+    [SL_ENOMEM] = {"internal", 500},
 };
 
 const char *

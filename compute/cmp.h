@@ -7,6 +7,7 @@
 #ifndef CMP_H
 #define CMP_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,12 +23,17 @@
 #define CMP_FRAME_MAX   (4u << 20)
 
 typedef enum {
-    CMP_F_COLUMN = 1, /* gateway -> zone: name_len u16, name, count u32, count float64 (NaN:
-                         null) */
-    CMP_F_END = 2,    /* gateway -> zone: no more data (empty payload) */
-    CMP_F_STATS = 3,  /* zone -> gateway: per column: name_len u16, name, count u64, mean,
-                         std, min, max (float64) */
-    CMP_F_ERROR = 4,  /* zone -> gateway: a reason (UTF-8 text) */
+    CMP_F_COLUMN = 1,   /* gateway -> zone: name_len u16, name, count u32, count float64 (NaN:
+                           null); int64 and bool columns arrive as float64 */
+    CMP_F_END = 2,      /* gateway -> zone: no more data (empty payload) */
+    CMP_F_STATS = 3,    /* unused (reserved: the first zone's per-column statistics) */
+    CMP_F_ERROR = 4,    /* zone -> gateway: a reason (UTF-8 text) */
+    CMP_F_SPEC = 5,     /* gateway -> zone, first: the job as the gateway normalised it (JSON) */
+    CMP_F_STRCOL = 6,   /* gateway -> zone: name_len u16, name, count u32, then count values,
+                           each len u32 (0xffffffff: null) and len bytes */
+    CMP_F_PROGRESS = 7, /* zone -> gateway: iteration u32, loss float64 */
+    CMP_F_RESULT = 8,   /* zone -> gateway, last: the result (JSON) */
+    CMP_F_REFUSED = 9,  /* zone -> gateway, last: the release rule that refused (text) */
 } cmp_ftype;
 
 typedef struct {
@@ -45,6 +51,8 @@ sl_code cmp_frame_parse(const unsigned char *p, size_t n, cmp_frame *f, size_t *
 /* Reads exactly one frame from fd into buf (reset first; bounded by CMP_FRAME_MAX).
  * SL_EIO on a read error or an end of input before the frame's end. */
 sl_code cmp_frame_read(int fd, sl_buf *buf, cmp_frame *f, sl_err *err) SL_WUR;
+/* A frame's head for a payload of n bytes (n <= CMP_FRAME_MAX). */
+void cmp_frame_head(unsigned char head[CMP_FRAME_HEAD], uint8_t type, size_t n);
 /* Writes one frame (all of it, retrying short writes); SL_EIO on failure. */
 sl_code cmp_frame_write(int fd, uint8_t type, const void *p, size_t n, sl_err *err) SL_WUR;
 
@@ -67,25 +75,12 @@ typedef struct {
  */
 sl_code cmp_sandbox_enter(const cmp_limits *l, sl_err *err) SL_WUR;
 
-/* ---- aggregates (cmp_stats.c) ---- */
+/* The numbers in a JSON value (a released model's size, which the release rules bound by
+ * the training rows / 10): what the zone checks before it answers and the gateway after. */
+size_t cmp_json_numbers(const json_t *v);
 
+/* Bounds on what a zone holds (cmp_data.h). */
 #define CMP_MAX_COLUMNS 256
 #define CMP_NAME_MAX    255
-typedef struct {
-    char name[CMP_NAME_MAX + 1];
-    uint64_t count;
-    double mean, m2, min, max;
-} cmp_stat;
-typedef struct {
-    cmp_stat col[CMP_MAX_COLUMNS];
-    size_t n;
-} cmp_stats;
-/* Adds a CMP_F_COLUMN frame (name_len u16, name without NUL, count u32, count float64;
- * NaN is a null) to the statistics of its column; SL_EINVALID for anything else, an
- * infinite value or a column past CMP_MAX_COLUMNS. Start from a zeroed cmp_stats. */
-sl_code cmp_stats_add(cmp_stats *st, const cmp_frame *f) SL_WUR;
-/* The CMP_F_STATS payload: per column in order of arrival, name_len u16, name, count u64,
- * mean, sample standard deviation, min, max (float64, little-endian; 0 when count is 0). */
-sl_code cmp_stats_encode(const cmp_stats *st, sl_buf *out) SL_WUR;
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * compute/cmp_frame.c: the zone's framing. Everything read is hostile: a frame is
  * accepted only whole, with its magic, a known type, zero reserved bytes and a bounded
- * length.
+ * length. Also what both sides of the pipe check of a released result.
  */
 #include <errno.h>
 #include <string.h>
@@ -23,7 +23,7 @@ cmp_frame_parse(const unsigned char *p, size_t n, cmp_frame *f, size_t *used)
     *used = 0;
     if (n < CMP_FRAME_HEAD)
         return SL_EBADREQ;
-    if (memcmp(p, CMP_FRAME_MAGIC, 4) != 0 || p[4] < CMP_F_COLUMN || p[4] > CMP_F_ERROR ||
+    if (memcmp(p, CMP_FRAME_MAGIC, 4) != 0 || p[4] < CMP_F_COLUMN || p[4] > CMP_F_REFUSED ||
         p[5] != 0 || p[6] != 0 || p[7] != 0)
         return SL_EINVALID;
     len = rd32(p + 8);
@@ -77,6 +77,34 @@ cmp_frame_read(int fd, sl_buf *buf, cmp_frame *f, sl_err *err)
     return SL_OK;
 }
 
+void
+cmp_frame_head(unsigned char head[CMP_FRAME_HEAD], uint8_t type, size_t n)
+{
+    memcpy(head, CMP_FRAME_MAGIC, 4);
+    head[4] = type;
+    head[5] = head[6] = head[7] = 0;
+    head[8] = (unsigned char)n;
+    head[9] = (unsigned char)(n >> 8);
+    head[10] = (unsigned char)(n >> 16);
+    head[11] = (unsigned char)(n >> 24);
+}
+
+size_t
+cmp_json_numbers(const json_t *v)
+{
+    const char *k;
+    json_t *e;
+    size_t i, n = 0;
+
+    if (json_is_number(v))
+        return 1;
+    if (json_is_array(v))
+        json_array_foreach(v, i, e) n += cmp_json_numbers(e);
+    else if (json_is_object(v))
+        json_object_foreach((json_t *)v, k, e) n += cmp_json_numbers(e);
+    return n;
+}
+
 sl_code
 cmp_frame_write(int fd, uint8_t type, const void *p, size_t n, sl_err *err)
 {
@@ -86,13 +114,7 @@ cmp_frame_write(int fd, uint8_t type, const void *p, size_t n, sl_err *err)
 
     if (n > CMP_FRAME_MAX)
         return sl_err_set(err, SL_ETOOLARGE, "a frame's payload over the limit");
-    memcpy(head, CMP_FRAME_MAGIC, 4);
-    head[4] = type;
-    head[5] = head[6] = head[7] = 0;
-    head[8] = (unsigned char)n;
-    head[9] = (unsigned char)(n >> 8);
-    head[10] = (unsigned char)(n >> 16);
-    head[11] = (unsigned char)(n >> 24);
+    cmp_frame_head(head, type, n);
     for (i = 0; i < 2; i++) {
         const unsigned char *q = parts[i];
         size_t left = lens[i];

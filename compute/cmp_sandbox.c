@@ -42,10 +42,26 @@ sl_code
 cmp_sandbox_enter(const cmp_limits *l, sl_err *err)
 {
     static const int plain[] = {
-        SCMP_SYS(read),           SCMP_SYS(write),  SCMP_SYS(close),         SCMP_SYS(exit),
-        SCMP_SYS(exit_group),     SCMP_SYS(brk),    SCMP_SYS(munmap),        SCMP_SYS(mremap),
-        SCMP_SYS(madvise),        SCMP_SYS(futex),  SCMP_SYS(clock_gettime), SCMP_SYS(rt_sigreturn),
-        SCMP_SYS(rt_sigprocmask), SCMP_SYS(getpid), SCMP_SYS(gettid),
+        SCMP_SYS(read),
+        SCMP_SYS(write),
+        SCMP_SYS(close),
+        SCMP_SYS(exit),
+        SCMP_SYS(exit_group),
+        SCMP_SYS(brk),
+        SCMP_SYS(munmap),
+        SCMP_SYS(mremap),
+        SCMP_SYS(madvise),
+        SCMP_SYS(futex),
+        SCMP_SYS(clock_gettime),
+        SCMP_SYS(rt_sigreturn),
+        SCMP_SYS(rt_sigprocmask),
+        SCMP_SYS(getpid),
+        SCMP_SYS(gettid),
+        SCMP_SYS(sched_yield),
+        /* OpenBLAS places a buffer it allocates lazily on the NUMA node it runs on */
+        SCMP_SYS(mbind),
+        /* glibc's qsort asks the memory's size before it sorts */
+        SCMP_SYS(sysinfo),
     };
     scmp_filter_ctx ctx = NULL;
     size_t i;
@@ -87,6 +103,9 @@ cmp_sandbox_enter(const cmp_limits *l, sl_err *err)
     if (rc == 0)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
                               SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    /* a sanitizer build's runtime sets and clears a thread's signal stack as it exits */
+    if (rc == 0 && SANITIZED)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(sigaltstack), 0);
     if (rc == 0)
         rc = seccomp_load(ctx);
     seccomp_release(ctx);

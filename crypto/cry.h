@@ -130,6 +130,9 @@ sl_code cry_open(const cry_key *key, const void *aad, size_t aad_len, const unsi
  * 2^53, true, false, null. Reals and anything else: SL_EINVALID, out unchanged.
  */
 sl_code cry_jcs(const json_t *v, sl_buf *out) SL_WUR;
+/* The same accepting finite reals too, printed as ECMAScript prints numbers (RFC 8785
+ * 3.2.2.3): what receipts hash (job specs, models, statistics). */
+sl_code cry_jcs_reals(const json_t *v, sl_buf *out) SL_WUR;
 
 /* hash = SHA-256(prev_hash (32 raw bytes) || canonical event). */
 void cry_chain_hash(const unsigned char prev[CRY_HASH_BYTES], const char *canon, size_t n,

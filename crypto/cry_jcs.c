@@ -2,8 +2,12 @@
  * crypto/cry_jcs.c: RFC 8785 (JSON Canonicalization Scheme) for the values sluice
  * signs and chains: objects with keys sorted by UTF-16 code units, ES2015 string
  * escaping, integers only (|n| < 2^53). Audit events and checkpoints never carry
- * fractional numbers, so a real is refused rather than printed approximately.
+ * fractional numbers, so a real is refused rather than printed approximately; what a
+ * receipt hashes (a job's spec, a model) has them, printed as ECMAScript prints a number
+ * (cry_jcs_reals).
  */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,8 +183,69 @@ put_string(sl_buf *out, const char *s, size_t n)
     return SL_OK;
 }
 
+/*
+ * A finite double as ECMAScript's Number.prototype.toString prints it (RFC 8785 3.2.2.3):
+ * the shortest digits that read back to the same double, placed by the exponent.
+ */
 static sl_code
-jcs(const json_t *v, sl_buf *out, int depth)
+put_real(sl_buf *out, double d)
+{
+    char buf[48], digits[24], text[64];
+    const char *p;
+    int prec, k = 0, n, o = 0, i;
+
+    if (!isfinite(d))
+        return SL_EINVALID;
+    if (d == 0)
+        return sl_buf_puts(out, "0"); /* -0 too */
+    for (prec = 1; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*e", prec - 1, d);
+        if (strtod(buf, NULL) == d)
+            break;
+    }
+    p = buf;
+    if (*p == '-')
+        text[o++] = *p++;
+    digits[k++] = *p++;
+    if (*p == '.')
+        for (p++; *p != 'e'; p++)
+            digits[k++] = *p;
+    while (k > 1 && digits[k - 1] == '0')
+        k--;
+    n = atoi(p + 1) + 1; /* the value is 0.digits x 10^n */
+    if (k <= n && n <= 21) {
+        for (i = 0; i < k; i++)
+            text[o++] = digits[i];
+        for (; i < n; i++)
+            text[o++] = '0';
+    } else if (0 < n && n <= 21) {
+        for (i = 0; i < k; i++) {
+            if (i == n)
+                text[o++] = '.';
+            text[o++] = digits[i];
+        }
+    } else if (-6 < n && n <= 0) {
+        text[o++] = '0';
+        text[o++] = '.';
+        for (i = 0; i < -n; i++)
+            text[o++] = '0';
+        for (i = 0; i < k; i++)
+            text[o++] = digits[i];
+    } else {
+        text[o++] = digits[0];
+        if (k > 1) {
+            text[o++] = '.';
+            for (i = 1; i < k; i++)
+                text[o++] = digits[i];
+        }
+        o += snprintf(text + o, sizeof text - (size_t)o, "e%c%d", n - 1 < 0 ? '-' : '+',
+                      n - 1 < 0 ? 1 - n : n - 1);
+    }
+    return sl_buf_append(out, text, (size_t)o);
+}
+
+static sl_code
+jcs(const json_t *v, sl_buf *out, int depth, int reals)
 {
     sl_code rc;
 
@@ -208,7 +273,7 @@ jcs(const json_t *v, sl_buf *out, int depth)
         for (i = 0; i < n; i++) {
             if (i > 0 && (rc = sl_buf_append(out, ",", 1)) != SL_OK)
                 return rc;
-            if ((rc = jcs(json_array_get(v, i), out, depth + 1)) != SL_OK)
+            if ((rc = jcs(json_array_get(v, i), out, depth + 1, reals)) != SL_OK)
                 return rc;
         }
         return sl_buf_append(out, "]", 1);
@@ -237,7 +302,7 @@ jcs(const json_t *v, sl_buf *out, int depth)
             if (rc == SL_OK)
                 rc = sl_buf_append(out, ":", 1);
             if (rc == SL_OK)
-                rc = jcs(m[i].val, out, depth + 1);
+                rc = jcs(m[i].val, out, depth + 1, reals);
         }
         if (m != small)
             free(m);
@@ -246,16 +311,17 @@ jcs(const json_t *v, sl_buf *out, int depth)
         return sl_buf_append(out, "}", 1);
     }
     case JSON_REAL:
+        return reals ? put_real(out, json_real_value(v)) : SL_EINVALID;
     default:
         return SL_EINVALID;
     }
 }
 
-sl_code
-cry_jcs(const json_t *v, sl_buf *out)
+static sl_code
+canon(const json_t *v, sl_buf *out, int reals)
 {
     size_t mark = out->len;
-    sl_code rc = jcs(v, out, 0);
+    sl_code rc = jcs(v, out, 0, reals);
 
     if (rc != SL_OK) {
         out->len = mark;
@@ -263,4 +329,16 @@ cry_jcs(const json_t *v, sl_buf *out)
             out->data[mark] = '\0';
     }
     return rc;
+}
+
+sl_code
+cry_jcs(const json_t *v, sl_buf *out)
+{
+    return canon(v, out, 0);
+}
+
+sl_code
+cry_jcs_reals(const json_t *v, sl_buf *out)
+{
+    return canon(v, out, 1);
 }

@@ -47,6 +47,11 @@ typedef struct {
     int parity;         /* parity fragments per chunk (the last `parity` directories) */
     char signing_key_id[CRY_KEY_ID_HEX + 1];
     int retention_sweep_s; /* how often expired versions are looked for (serve only) */
+    /* compute jobs (serve only) */
+    int job_workers;         /* jobs this gateway runs at once (0: none) */
+    char zone_bin[PATH_MAX]; /* the zone executable ("": sluice-zone beside this one) */
+    int zone_mem_mib;        /* a zone's address space */
+    int zone_threads;        /* a zone's OpenBLAS threads (0: the processors online) */
 } gw_config;
 
 typedef struct {
@@ -297,6 +302,9 @@ int gw_classification_rank(const char *c);
 
 /* ---- command line (gw_cli.c) ---- */
 int gw_cli_main(const char *cmd, int argc, char **argv);
+/* 1 when receipt's signature (Ed25519 over the JCS of the receipt without it) verifies
+ * under pk (gw_jobs.c; also the offline `sluice receipt verify`). */
+int gw_receipt_verify(const json_t *receipt, const unsigned char pk[CRY_SIGN_PK_BYTES]);
 int gw_cli_audit_verify_file(const char *file, const char *key, int json_out, int partial);
 void gw_usage(const char *topic);
 /* The sluice command (main calls it). */

@@ -628,9 +628,10 @@ cmd_principal(cli *c, int argc, char **argv)
     return rc;
 }
 
-/* Offline verification of an exported trail. */
+/* The Ed25519 public keys of --public-key: a base64 key, the JSON of /v1/keys/public, or a
+ * file holding either. How many (at most max), or -1 (said on stderr). */
 static int
-load_keys(cry_verifier *v, const char *key)
+parse_keys(const char *cmd, const char *key, unsigned char pks[][CRY_SIGN_PK_BYTES], int max)
 {
     unsigned char pk[CRY_SIGN_PK_BYTES];
     char *text = NULL;
@@ -642,7 +643,7 @@ load_keys(cry_verifier *v, const char *key)
 
     if (stat(key, &st) == 0) {
         if (gw_file_read(key, 1 << 20, &text, &len, &err) != SL_OK) {
-            fprintf(stderr, "sluice audit verify: %s\n", err.msg);
+            fprintf(stderr, "sluice %s: %s\n", cmd, err.msg);
             return -1;
         }
     } else {
@@ -658,20 +659,34 @@ load_keys(cry_verifier *v, const char *key)
         json_array_foreach(json_object_get(j, "keys"), i, k)
         {
             const char *b = json_string_value(json_object_get(k, "public_key"));
-            if (b && cry_unb64(b, strlen(b), pk, sizeof pk, &got) == SL_OK && got == sizeof pk) {
-                cry_verifier_add_key(v, pk);
-                n++;
-            }
+            if (n < max && b && cry_unb64(b, strlen(b), pk, sizeof pk, &got) == SL_OK &&
+                got == sizeof pk)
+                memcpy(pks[n++], pk, sizeof pk);
         }
     } else if (cry_unb64(text, len, pk, sizeof pk, &got) == SL_OK && got == sizeof pk) {
-        cry_verifier_add_key(v, pk);
-        n++;
+        memcpy(pks[n++], pk, sizeof pk);
     }
     json_decref(j);
     free(text);
-    if (n == 0)
-        fprintf(stderr, "sluice audit verify: --public-key is neither a base64 Ed25519 key nor "
-                        "a file holding one\n");
+    if (n == 0) {
+        fprintf(stderr,
+                "sluice %s: --public-key is neither a base64 Ed25519 key nor "
+                "the JSON of /v1/keys/public (nor a file holding one)\n",
+                cmd);
+        return -1;
+    }
+    return n;
+}
+
+/* Offline verification of an exported trail. */
+static int
+load_keys(cry_verifier *v, const char *key)
+{
+    unsigned char pks[GW_MAX_KEYS][CRY_SIGN_PK_BYTES];
+    int i, n = parse_keys("audit verify", key, pks, GW_MAX_KEYS);
+
+    for (i = 0; i < n; i++)
+        cry_verifier_add_key(v, pks[i]);
     return n;
 }
 
@@ -1842,6 +1857,281 @@ cmd_hold(cli *c, int argc, char **argv)
     return rc;
 }
 
+/* ---- jobs and receipts ---- */
+
+static void
+print_job(const json_t *a)
+{
+    const json_t *pr = json_object_get(a, "progress");
+    char buf[300];
+
+    printf("job:        %s\n", json_string_value(json_object_get(a, "job_id")));
+    printf("status:     %s\n", json_string_value(json_object_get(a, "status")));
+    printf("kind:       %s\n", clean(json_object_get(a, "kind"), buf, sizeof buf));
+    printf("dataset:    %s version %lld\n", clean(json_object_get(a, "dataset"), buf, sizeof buf),
+           (long long)json_integer_value(json_object_get(a, "version")));
+    if (json_is_integer(json_object_get(pr, "iteration")))
+        printf("progress:   iteration %lld, loss %.6g\n",
+               (long long)json_integer_value(json_object_get(pr, "iteration")),
+               json_number_value(json_object_get(pr, "loss")));
+    if (json_is_string(json_object_get(a, "error")))
+        printf("error:      %s\n", clean(json_object_get(a, "error"), buf, sizeof buf));
+}
+
+static int
+job_path(const cli *c, const char *id, const char *tail, char *path, size_t cap)
+{
+    size_t i;
+
+    for (i = 0; id[i] != '\0'; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            break;
+    if (i != 32 || id[i] != '\0')
+        return usage(c, "\"%.40s\" is not a job id (32 hex digits)", id);
+    snprintf(path, cap, "/v1/jobs/%s%s", id, tail);
+    return 0;
+}
+
+static int
+terminal_status(const char *st)
+{
+    return st != NULL && strcmp(st, "queued") != 0 && strcmp(st, "running") != 0;
+}
+
+/* Polls the job until it ends (a line of progress on a terminal); 0 when it succeeded. */
+static int
+job_wait(cli *c, const char *id, int64_t timeout_s)
+{
+    char path[128];
+    int64_t t0 = sl_mono_ns();
+    int bar = isatty(2) && !c->json_out, json_out = c->json_out, rc;
+    json_t *a = NULL;
+
+    if ((rc = job_path(c, id, "", path, sizeof path)) != 0)
+        return rc;
+    c->json_out = 0;
+    for (;;) {
+        const char *st;
+        json_decref(a);
+        if ((rc = call(c, "GET", path, NULL, &a)) != 0)
+            break;
+        st = json_string_value(json_object_get(a, "status"));
+        if (bar) {
+            const json_t *pr = json_object_get(a, "progress");
+            fprintf(stderr, "\r\033[Kjob %.8s: %-9s", id, st ? st : "?");
+            if (json_is_integer(json_object_get(pr, "iteration")))
+                fprintf(stderr, " iteration %lld  loss %.6g",
+                        (long long)json_integer_value(json_object_get(pr, "iteration")),
+                        json_number_value(json_object_get(pr, "loss")));
+            fprintf(stderr, "  %llds", (long long)((sl_mono_ns() - t0) / 1000000000));
+        }
+        if (terminal_status(st))
+            break;
+        if (timeout_s > 0 && sl_mono_ns() - t0 > timeout_s * 1000000000) {
+            if (bar)
+                fprintf(stderr, "\n");
+            fprintf(stderr, "sluice job wait: still %s after %llds\n", st ? st : "?",
+                    (long long)timeout_s);
+            json_decref(a);
+            c->json_out = json_out;
+            return 1;
+        }
+        {
+            struct timespec ts = {0, 250 * 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (bar)
+        fprintf(stderr, "\n");
+    c->json_out = json_out;
+    if (rc == 0) {
+        if (json_out) {
+            char *t = json_dumps(a, JSON_COMPACT);
+            printf("%s\n", t);
+            free(t);
+        } else {
+            print_job(a);
+        }
+        rc = strcmp(json_string_value(json_object_get(a, "status")), "succeeded") == 0 ? 0 : 1;
+    }
+    json_decref(a);
+    return rc;
+}
+
+static int
+cmd_job(cli *c, int argc, char **argv)
+{
+    const char *sub = argc > 0 ? argv[0] : "";
+    char path[128];
+    json_t *a = NULL;
+    int rc;
+
+    if (strcmp(sub, "submit") == 0) {
+        const char *file = NULL;
+        int wait = 0, i;
+        json_t *spec;
+        for (i = 1; i < argc; i++) {
+            if (strcmp(argv[i], "--file") == 0 && i + 1 < argc)
+                file = argv[++i];
+            else if (strcmp(argv[i], "--wait") == 0)
+                wait = 1;
+            else
+                return usage(c, "unexpected argument %.80s", argv[i]);
+        }
+        if (file == NULL)
+            return usage(c, "%s", "job submit needs --file SPEC.json (or - for standard input)");
+        if ((spec = load_doc(c, file)) == NULL)
+            return 1;
+        rc = call(c, "POST", "/v1/jobs", spec, &a);
+        json_decref(spec);
+        if (rc == 0 && !c->json_out)
+            printf("job %s %s\n", json_string_value(json_object_get(a, "job_id")),
+                   json_string_value(json_object_get(a, "status")));
+        if (rc == 0 && wait) {
+            char id[33];
+            snprintf(id, sizeof id, "%s", json_string_value(json_object_get(a, "job_id")));
+            json_decref(a);
+            return job_wait(c, id, 0);
+        }
+        json_decref(a);
+        return rc;
+    }
+    if (strcmp(sub, "list") == 0 && argc == 1) {
+        size_t i;
+        json_t *it;
+        if ((rc = call(c, "GET", "/v1/jobs", NULL, &a)) == 0 && !c->json_out) {
+            char buf[200];
+            json_array_foreach(json_object_get(a, "items"), i, it) printf(
+                "%s  %-9s  %-8s  %s v%lld  %s\n", json_string_value(json_object_get(it, "job_id")),
+                json_string_value(json_object_get(it, "status")),
+                json_string_value(json_object_get(it, "kind")),
+                clean(json_object_get(it, "dataset"), buf, sizeof buf),
+                (long long)json_integer_value(json_object_get(it, "version")),
+                json_string_value(json_object_get(it, "created_at")));
+        }
+        json_decref(a);
+        return rc;
+    }
+    if (argc < 2)
+        return usage(c, "%s", "expected job submit|list|status|result|wait|cancel");
+    if (strcmp(sub, "wait") == 0) {
+        int64_t timeout = 0;
+        if (argc == 4 && strcmp(argv[2], "--timeout") == 0) {
+            if (sl_parse_i64(argv[3], 1, 7 * 86400, &timeout) != SL_OK)
+                return usage(c, "%s", "--timeout takes seconds");
+        } else if (argc != 2) {
+            return usage(c, "%s", "expected job wait ID [--timeout S]");
+        }
+        return job_wait(c, argv[1], timeout);
+    }
+    if (strcmp(sub, "status") == 0 && argc == 2) {
+        if ((rc = job_path(c, argv[1], "", path, sizeof path)) != 0)
+            return rc;
+        if ((rc = call(c, "GET", path, NULL, &a)) == 0 && !c->json_out)
+            print_job(a);
+        json_decref(a);
+        return rc;
+    }
+    if (strcmp(sub, "cancel") == 0 && argc == 2) {
+        if ((rc = job_path(c, argv[1], "", path, sizeof path)) != 0)
+            return rc;
+        if ((rc = call(c, "DELETE", path, NULL, &a)) == 0 && !c->json_out)
+            printf("job %s cancelled\n", argv[1]);
+        json_decref(a);
+        return rc;
+    }
+    if (strcmp(sub, "result") == 0 && (argc == 2 || (argc == 4 && strcmp(argv[2], "--out") == 0))) {
+        int json_out = c->json_out;
+        char *t;
+        if ((rc = job_path(c, argv[1], "/result", path, sizeof path)) != 0)
+            return rc;
+        c->json_out = 0;
+        rc = call(c, "GET", path, NULL, &a);
+        c->json_out = json_out;
+        if (rc != 0)
+            return rc;
+        /* the result is JSON whatever --output says: the receipt in it is what is verified */
+        t = json_dumps(a, JSON_INDENT(2));
+        if (argc == 4) {
+            sl_err err;
+            sl_err_clear(&err);
+            if (gw_file_write(argv[3], t, strlen(t), 0644, &err) != SL_OK) {
+                fail(c, "%s", err.msg);
+                rc = 1;
+            } else {
+                fprintf(stderr, "result written to %s\n", argv[3]);
+            }
+        } else {
+            printf("%s\n", t);
+        }
+        free(t);
+        json_decref(a);
+        return rc;
+    }
+    return usage(c, "%s", "expected job submit|list|status|result|wait|cancel");
+}
+
+static int
+cmd_receipt(cli *c, int argc, char **argv)
+{
+    const char *file = NULL, *key = NULL;
+    json_t *doc, *rc_obj;
+    int i, valid = 0, rc = 0;
+
+    if (argc < 1 || strcmp(argv[0], "verify") != 0)
+        return usage(c, "%s", "expected receipt verify --file R.json [--public-key KEY]");
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--file") == 0 && i + 1 < argc)
+            file = argv[++i];
+        else if (strcmp(argv[i], "--public-key") == 0 && i + 1 < argc)
+            key = argv[++i];
+        else
+            return usage(c, "unexpected argument %.80s", argv[i]);
+    }
+    if (file == NULL)
+        return usage(c, "%s", "receipt verify needs --file R.json");
+    if ((doc = load_doc(c, file)) == NULL)
+        return 1;
+    /* a job's result holds its receipt; a receipt alone is accepted too */
+    rc_obj = json_object_get(doc, "receipt") ? json_object_get(doc, "receipt") : doc;
+    if (key != NULL) {
+        unsigned char pks[GW_MAX_KEYS][CRY_SIGN_PK_BYTES];
+        int n = parse_keys("receipt verify", key, pks, GW_MAX_KEYS);
+        if (n < 0) {
+            json_decref(doc);
+            return 1;
+        }
+        for (i = 0; i < n && !valid; i++)
+            valid = gw_receipt_verify(rc_obj, pks[i]);
+    } else {
+        json_t *body = json_pack("{s:O}", "receipt", rc_obj), *a = NULL;
+        int json_out = c->json_out;
+        c->json_out = 0;
+        rc = call(c, "POST", "/v1/receipts/verify", body, &a);
+        c->json_out = json_out;
+        valid = rc == 0 && json_is_true(json_object_get(a, "valid"));
+        json_decref(body);
+        json_decref(a);
+        if (rc != 0) {
+            json_decref(doc);
+            return rc;
+        }
+    }
+    if (c->json_out)
+        printf("{\"valid\":%s}\n", valid ? "true" : "false");
+    else if (valid)
+        printf("receipt verified: job %s, %s %s\n",
+               json_string_value(json_object_get(rc_obj, "job_id")),
+               json_object_get(rc_obj, "model_sha256") ? "model" : "result",
+               json_string_value(json_object_get(rc_obj, "model_sha256")
+                                     ? json_object_get(rc_obj, "model_sha256")
+                                     : json_object_get(rc_obj, "result_sha256")));
+    else
+        printf("receipt NOT verified\n");
+    json_decref(doc);
+    return valid ? 0 : 1;
+}
+
 int
 gw_cli_main(const char *cmd, int argc, char **argv)
 {
@@ -1900,6 +2190,10 @@ gw_cli_main(const char *cmd, int argc, char **argv)
         rc = cmd_retention(&c, n, args);
     else if (strcmp(cmd, "hold") == 0)
         rc = cmd_hold(&c, n, args);
+    else if (strcmp(cmd, "job") == 0)
+        rc = cmd_job(&c, n, args);
+    else if (strcmp(cmd, "receipt") == 0)
+        rc = cmd_receipt(&c, n, args);
     else {
         fprintf(stderr, "sluice: unknown command %s (see sluice --help)\n", cmd);
         rc = 2;

@@ -43,6 +43,9 @@ gw_config_defaults(gw_config *cfg)
     cfg->max_token_ttl_s = (int64_t)SL_DEFAULT_MAX_TOKEN_TTL_DAYS * 86400;
     cfg->master_key_version = 1;
     cfg->retention_sweep_s = SL_DEFAULT_RETENTION_SWEEP_S;
+    cfg->job_workers = 1;
+    cfg->zone_mem_mib = 4096;
+    cfg->zone_threads = 0;
 }
 
 sl_code

@@ -56,14 +56,14 @@ data_key_aad(int64_t dataset, int version, char out[80])
 }
 
 /* The data key of a live version, unwrapped; SL_EUNAVAIL (logged) when it cannot be. */
-static sl_code
-version_key(gw_req *r, const db_version *v, cry_key **key, sl_err *err)
+sl_code
+gw_version_key(gw_keys *keys, const db_version *v, cry_key **key, sl_err *err)
 {
     char aad[80];
 
     data_key_aad(v->dataset_id, v->version, aad);
-    if (gw_master_unwrap(r->srv->keys, v->master_version, aad, v->wrapped, DB_WRAPPED_DATA_KEY,
-                         key) != SL_OK) {
+    if (gw_master_unwrap(keys, v->master_version, aad, v->wrapped, DB_WRAPPED_DATA_KEY, key) !=
+        SL_OK) {
         sl_err_set(err, SL_EUNAVAIL, "the version's data key cannot be unwrapped");
         sl_err_detail(err, "dataset %lld version %d: master key version %d missing or wrong",
                       (long long)v->dataset_id, v->version, v->master_version);
@@ -123,7 +123,8 @@ gw_h_dataset_create(gw_req *r)
     if (gw_txn_begin(r, &c, &err) != SL_OK ||
         db_dataset_insert(c, b.name, r->who.id, b.classification, b.description, cols, &id, &err) !=
             SL_OK ||
-        db_lock_keys(c, 0, &err) != SL_OK || gw_mask_key_create(r, c, id, &err) != SL_OK ||
+        db_lock_keys(c, 0, &err) != SL_OK ||
+        gw_mask_key_create(r->srv->keys, c, id, &err) != SL_OK ||
         (b.has_retention && gw_retention_create(c, id, &b.retention, &err) != SL_OK) ||
         db_dataset_get(c, b.name, 0, &ds, &err) != SL_OK)
         goto fail;
@@ -825,9 +826,8 @@ projection(gw_req *r, const json_t *mcols, st_out fmt, const uint8_t *denied, co
     return 1;
 }
 
-/* 1 when a version's columns are the dataset's (the decision's columns), in order. */
-static int
-same_columns(const json_t *mcols, const gw_decision *g)
+int
+gw_same_columns(const json_t *mcols, const gw_decision *g)
 {
     json_t *c;
     size_t i;
@@ -930,7 +930,7 @@ gw_h_version_rows(gw_req *r)
         gw_db_put(r, c, SL_OK);
         goto out;
     }
-    if (!same_columns(json_object_get(v.manifest, "columns"), g)) {
+    if (!gw_same_columns(json_object_get(v.manifest, "columns"), g)) {
         gw_db_put(r, c, SL_OK);
         gw_reply_error(r, SL_EINTERNAL, "the version's columns are not the dataset's");
         goto out;
@@ -951,11 +951,11 @@ gw_h_version_rows(gw_req *r)
     s->audit = r->srv->audit;
     s->decision = g;
     g = NULL;
-    rc = gw_view_new(r, c, s->decision, ds.id, cols, types, ncols, &s->view, &err);
+    rc = gw_view_new(r->srv->keys, c, s->decision, ds.id, cols, types, ncols, &s->view, &err);
     gw_db_put(r, c, rc == SL_EUNAVAIL ? rc : SL_OK);
     if (rc != SL_OK)
         goto fail;
-    if ((rc = version_key(r, &v, &s->key, &err)) != SL_OK)
+    if ((rc = gw_version_key(r->srv->keys, &v, &s->key, &err)) != SL_OK)
         goto fail;
     s->manifest = json_incref(v.manifest);
     if ((rc = st_reader_new(r->srv->storage, s->key, v.dataset_id, v.version,
@@ -1343,7 +1343,7 @@ gw_h_store_scrub(gw_req *r)
             goto fail;
         }
         versions++;
-        if ((rc = version_key(r, &v, &key, &err)) != SL_OK) {
+        if ((rc = gw_version_key(r->srv->keys, &v, &key, &err)) != SL_OK) {
             db_version_clear(&v);
             goto fail;
         }

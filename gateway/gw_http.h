@@ -9,8 +9,9 @@
 #include "pol.h"
 #include "st.h"
 
-#define GW_MAX_PARAMS 4
-#define GW_NSTATUS    20
+#define GW_MAX_PARAMS      4
+#define GW_NSTATUS         20
+#define GW_MAX_JOB_WORKERS 64
 
 struct gw_route;
 typedef void (*gw_handler)(gw_req *r);
@@ -56,6 +57,11 @@ struct gw_server {
     int sweeper_started;
     pthread_mutex_t sweep_mu;
     pthread_cond_t sweep_cv;
+    /* compute jobs' workers (gw_jobs.c) */
+    pthread_t job_workers[GW_MAX_JOB_WORKERS];
+    int njob_workers;
+    pthread_mutex_t jobs_mu;
+    pthread_cond_t jobs_cv;
 };
 
 /* A streamed response body: produce() appends to out; returns 1 more, 0 done, -1 error. */
@@ -232,14 +238,29 @@ int gw_path_dataset(gw_req *r, PGconn *c, int for_update, db_dataset *ds);
  * caller's to refuse). Takes the dataset's mask key when a hash mask applies.
  */
 typedef struct gw_view gw_view;
-sl_code gw_view_new(gw_req *r, PGconn *c, const gw_decision *g, int64_t dataset, const size_t *proj,
-                    const st_type *types, size_t nproj, gw_view **out, sl_err *err) SL_WUR;
+sl_code gw_view_new(gw_keys *keys, PGconn *c, const gw_decision *g, int64_t dataset,
+                    const size_t *proj, const st_type *types, size_t nproj, gw_view **out,
+                    sl_err *err) SL_WUR;
 const st_view *gw_view_get(const gw_view *v);
 void gw_view_free(gw_view *v);
+/* The data key of a live version, unwrapped; SL_EUNAVAIL (logged) when it cannot be. */
+sl_code gw_version_key(gw_keys *keys, const db_version *v, cry_key **key, sl_err *err) SL_WUR;
+/* 1 when a version's columns (its manifest's) are the decision's, in order. */
+int gw_same_columns(const json_t *mcols, const gw_decision *g);
 /* A dataset's mask key: its wrapped_keys purpose and its wrapping AAD. */
 void gw_mask_key_names(int64_t dataset, char purpose[48], char aad[64]);
 /* Makes a dataset's mask key (its creation's transaction on c). */
-sl_code gw_mask_key_create(gw_req *r, PGconn *c, int64_t dataset, sl_err *err) SL_WUR;
+sl_code gw_mask_key_create(gw_keys *keys, PGconn *c, int64_t dataset, sl_err *err) SL_WUR;
+/* ---- compute jobs (gw_jobs.c) ---- */
+void gw_h_job_submit(gw_req *r);
+void gw_h_job_list(gw_req *r);
+void gw_h_job_status(gw_req *r);
+void gw_h_job_result(gw_req *r);
+void gw_h_job_cancel(gw_req *r);
+void gw_h_receipt_verify(gw_req *r);
+/* The job workers (cfg->job_workers threads), stopped with the server. */
+void gw_jobs_start(gw_server *s);
+void gw_jobs_stop(gw_server *s);
 /* ---- retention and legal holds (gw_retention.c) ---- */
 void gw_h_retention_put(gw_req *r);
 void gw_h_legal_hold_put(gw_req *r);

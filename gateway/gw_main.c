@@ -30,6 +30,9 @@ static const struct {
          "  policy put|get|delete|explain  dataset and global policies; explain a decision\n"
          "  retention set                  how long a dataset's versions live\n"
          "  hold set|clear                 legal holds (role auditor or admin)\n"
+         "  job submit|list|status|result|wait|cancel\n"
+         "                                 governed compute: train or extract features\n"
+         "  receipt verify                 check a job's signed receipt (also offline)\n"
          "\n"
          "  version                        print the version\n"
          "\n"
@@ -77,6 +80,10 @@ static const struct {
               "  --max-token-ttl-days D  longest token lifetime an admin may choose (365)\n"
               "  --retention-sweep-s S   seconds between looks for versions past their\n"
               "                          retention's max_days, which are shredded (60)\n"
+              "  --job-workers N         compute jobs this gateway runs at once (1; 0: none)\n"
+              "  --zone-bin PATH         the zone executable (sluice-zone beside sluice)\n"
+              "  --zone-mem-mib N        a zone's address space in MiB (4096)\n"
+              "  --zone-threads N        a zone's OpenBLAS threads (the processors online)\n"
               "  --user NAME             unprivileged user when run as root (default sluice)\n"
               "  --log-level L           debug, info, warning or error (default info)\n"},
     {"whoami", "usage: sluice whoami [--output json]\n\nShows the principal of SLUICE_TOKEN: "
@@ -182,6 +189,28 @@ static const struct {
              "\n"
              "A legal hold (role auditor or admin) blocks every deletion of the dataset's\n"
              "versions, retention's expiry and the bypass included, until it is cleared.\n"},
+    {"job", "usage: sluice job submit --file SPEC.json [--wait]\n"
+            "       sluice job list\n"
+            "       sluice job status ID\n"
+            "       sluice job wait ID [--timeout S]\n"
+            "       sluice job result ID [--out FILE]\n"
+            "       sluice job cancel ID\n"
+            "\n"
+            "Governed compute. submit sends a job spec (API.md: kind train with features, label,\n"
+            "model and validation; or kind features with columns and optional privacy) and\n"
+            "prints its id; the policy must allow compute.train or compute.features for the\n"
+            "purpose (--purpose or the spec's). The rows never leave: a sandboxed zone trains on\n"
+            "the masked, filtered view, and only what the release rules let out comes back.\n"
+            "wait polls until the job ends (a progress line on a terminal; exit status 0 when it\n"
+            "succeeded). result prints the model or statistics with the signed receipt (only\n"
+            "the job's principal may). cancel stops a queued or running job.\n"},
+    {"receipt",
+     "usage: sluice receipt verify --file R.json [--public-key KEY]\n"
+     "\n"
+     "Verifies a job's receipt (the file may be the receipt or the job's whole result).\n"
+     "With --public-key (base64, the JSON of /v1/keys/public, or a file holding either) it\n"
+     "runs offline, with no server; without, the server checks it. Exit status 0 when the\n"
+     "signature holds; any change to any field makes it fail.\n"},
     {"store", "usage: sluice store scrub [--output json]\n"
               "\n"
               "Reads back every fragment of every chunk of every live version (role admin),\n"
@@ -320,6 +349,28 @@ gateway_opts(const char *cmd, int argc, char **argv, gw_config *cfg, int *tls_gi
             if ((rc = int_opt(cmd, o, val, 1, 86400, &v)) != 0)
                 return rc;
             cfg->retention_sweep_s = (int)v;
+        } else if (strcmp(o, "--job-workers") == 0) {
+            NEED();
+            if ((rc = int_opt(cmd, o, val, 0, 64, &v)) != 0)
+                return rc;
+            cfg->job_workers = (int)v;
+        } else if (strcmp(o, "--zone-mem-mib") == 0) {
+            NEED();
+            if ((rc = int_opt(cmd, o, val, 64, 1 << 20, &v)) != 0)
+                return rc;
+            cfg->zone_mem_mib = (int)v;
+        } else if (strcmp(o, "--zone-threads") == 0) {
+            NEED();
+            if ((rc = int_opt(cmd, o, val, 1, 256, &v)) != 0)
+                return rc;
+            cfg->zone_threads = (int)v;
+        } else if (strcmp(o, "--zone-bin") == 0) {
+            NEED();
+            if (strlen(val) >= sizeof cfg->zone_bin || val[0] != '/') {
+                fprintf(stderr, "sluice %s: --zone-bin takes an absolute path\n", cmd);
+                return 2;
+            }
+            snprintf(cfg->zone_bin, sizeof cfg->zone_bin, "%s", val);
         } else if (strcmp(o, "--max-token-ttl-days") == 0) {
             NEED();
             if ((rc = int_opt(cmd, o, val, 1, SL_HARD_MAX_TOKEN_TTL_DAYS, &v)) != 0)
@@ -415,6 +466,10 @@ cmd_serve(int argc, char **argv)
         cfg.auth_fail_per_min = flags.auth_fail_per_min;
         cfg.max_token_ttl_s = flags.max_token_ttl_s;
         cfg.retention_sweep_s = flags.retention_sweep_s;
+        cfg.job_workers = flags.job_workers;
+        cfg.zone_mem_mib = flags.zone_mem_mib;
+        cfg.zone_threads = flags.zone_threads;
+        memcpy(cfg.zone_bin, flags.zone_bin, sizeof cfg.zone_bin);
     }
     return gw_serve(&cfg);
 }

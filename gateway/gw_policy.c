@@ -634,7 +634,7 @@ gw_mask_key_names(int64_t dataset, char purpose[48], char aad[64])
 }
 
 sl_code
-gw_mask_key_create(gw_req *r, PGconn *c, int64_t dataset, sl_err *err)
+gw_mask_key_create(gw_keys *keys, PGconn *c, int64_t dataset, sl_err *err)
 {
     unsigned char w[CRY_KEY_BYTES + CRY_WRAP_OVERHEAD];
     char purpose[48], aad[64];
@@ -642,7 +642,7 @@ gw_mask_key_create(gw_req *r, PGconn *c, int64_t dataset, sl_err *err)
     int mv;
 
     gw_mask_key_names(dataset, purpose, aad);
-    gw_master_wrap(r->srv->keys, aad, k->p, k->n, w, &mv);
+    gw_master_wrap(keys, aad, k->p, k->n, w, &mv);
     cry_key_free(k);
     return db_wrapped_key_put(c, purpose, mv, w, sizeof w, err);
 }
@@ -650,7 +650,7 @@ gw_mask_key_create(gw_req *r, PGconn *c, int64_t dataset, sl_err *err)
 /* The HMAC state of the dataset's mask key: made the first time a dataset older than
  * mask keys needs one (it commits at once: a key nobody used yet reveals nothing). */
 static sl_code
-mask_key(gw_req *r, PGconn *c, int64_t dataset, cry_mac **out, sl_err *err)
+mask_key(gw_keys *keys, PGconn *c, int64_t dataset, cry_mac **out, sl_err *err)
 {
     char purpose[48], aad[64];
     unsigned char *blob = NULL;
@@ -670,7 +670,7 @@ mask_key(gw_req *r, PGconn *c, int64_t dataset, cry_mac **out, sl_err *err)
         if ((rc = db_exec(c, "BEGIN", err)) != SL_OK)
             return rc;
         if ((rc = db_lock_keys(c, 0, err)) == SL_OK)
-            rc = gw_mask_key_create(r, c, dataset, err);
+            rc = gw_mask_key_create(keys, c, dataset, err);
         if (rc == SL_OK)
             rc = db_exec(c, "COMMIT", err);
         else
@@ -682,7 +682,7 @@ mask_key(gw_req *r, PGconn *c, int64_t dataset, cry_mac **out, sl_err *err)
     }
     if (rc != SL_OK)
         return rc;
-    if (gw_master_unwrap(r->srv->keys, mv, aad, blob, len, &k) != SL_OK) {
+    if (gw_master_unwrap(keys, mv, aad, blob, len, &k) != SL_OK) {
         free(blob);
         sl_err_detail(err, "mask key of dataset %lld: master key version %d missing or wrong",
                       (long long)dataset, mv);
@@ -831,7 +831,7 @@ masked_type(pol_mask m, st_type t)
 }
 
 sl_code
-gw_view_new(gw_req *r, PGconn *c, const gw_decision *g, int64_t dataset, const size_t *proj,
+gw_view_new(gw_keys *keys, PGconn *c, const gw_decision *g, int64_t dataset, const size_t *proj,
             const st_type *types, size_t nproj, gw_view **out, sl_err *err)
 {
     gw_view *v = sl_xcalloc(1, sizeof *v);
@@ -872,7 +872,7 @@ gw_view_new(gw_req *r, PGconn *c, const gw_decision *g, int64_t dataset, const s
                 v->extra[v->nextra++] = idx[k];
         }
     }
-    if (any_hash && (rc = mask_key(r, c, dataset, &v->mac, err)) != SL_OK)
+    if (any_hash && (rc = mask_key(keys, c, dataset, &v->mac, err)) != SL_OK)
         goto out;
     v->view.extra = v->extra;
     v->view.nextra = v->nextra;

@@ -195,6 +195,19 @@ static const gw_route routes[] = {
      1,
      GW_BODY_JSON,
      {"admin", "owner", "auditor"}},
+    {"POST", "/v1/jobs", "job.submit", gw_h_job_submit, 1, 1, GW_BODY_JSON, {NULL}},
+    {"GET", "/v1/jobs", "job.list", gw_h_job_list, 1, 1, 0, {NULL}},
+    {"GET", "/v1/jobs/{id}", "job.status", gw_h_job_status, 1, 1, 0, {NULL}},
+    {"GET", "/v1/jobs/{id}/result", "job.result", gw_h_job_result, 1, 1, 0, {NULL}},
+    {"DELETE", "/v1/jobs/{id}", "job.cancel", gw_h_job_cancel, 1, 1, 0, {NULL}},
+    {"POST",
+     "/v1/receipts/verify",
+     "receipt.verify",
+     gw_h_receipt_verify,
+     1,
+     1,
+     GW_BODY_JSON,
+     {NULL}},
     {"GET",
      "/v1/audit/checkpoints",
      "audit.checkpoints",
@@ -1642,6 +1655,7 @@ gw_serve(gw_config *cfg)
     if (gw_store_recover(s, &err) != SL_OK)
         goto out;
     gw_sweeper_start(s);
+    gw_jobs_start(s);
     /*
      * A few event-loop threads (epoll), each serving many connections: a request waiting
      * for its audit event is suspended, not parked on a thread, and resumed by the
@@ -1701,6 +1715,7 @@ out:
     if (s->daemon != NULL)
         MHD_stop_daemon(s->daemon);
     gw_sweeper_stop(s); /* before the writer: a shred waits for its event */
+    gw_jobs_stop(s);    /* likewise a job's release */
     gw_audit_stop(s->audit, 10000);
     db_pool_free(s->pool);
     gw_ratelimit_free(s->rl);

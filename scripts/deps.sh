@@ -13,7 +13,7 @@ want=(build-essential cmake pkg-config ca-certificates curl
       postgresql-15 postgresql-client-15 python3)
 for arg in "$@"; do
   case "$arg" in
-    --test) want+=(clang libclang-rt-14-dev libcmocka-dev clang-format openssl) ;;
+    --test) want+=(clang libclang-rt-14-dev libcmocka-dev clang-format openssl python3-numpy) ;;
     --bench) want+=(nginx-light wrk openssl python3-numpy python3-pandas python3-sklearn) ;;
     *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac

@@ -169,6 +169,58 @@ echo "\$ sluice dataset delete patients $((latest - 1))    (as alice, under the 
 "$bin" dataset delete patients "$((latest - 1))" || true
 SLUICE_TOKEN=$auditor_token run "$bin" hold clear patients
 run "$bin" dataset delete patients "$((latest - 1))"
+
+step "the owner, alice: a restricted dataset; its rows never leave, bob trains on it"
+export SLUICE_TOKEN=$owner_token
+/usr/bin/python3 - "$work/vitals.csv" <<'PY'
+import math, random, sys
+random.seed(11)
+with open(sys.argv[1], "w") as f:
+    f.write("age,systolic,bmi,region,diabetic\n")
+    for i in range(4000):
+        age, sbp, bmi = random.randint(18, 90), random.gauss(125, 15), random.gauss(27, 4)
+        z = 0.04 * (age - 50) + 0.03 * (sbp - 125) + 0.25 * (bmi - 27) - 1.5
+        f.write("%d,%.1f,%.1f,%s,%d\n" % (age, sbp, bmi, random.choice(["EU", "US"]),
+                                          random.random() < 1 / (1 + math.exp(-z))))
+PY
+if ! "$bin" dataset show vitals >/dev/null 2>&1; then
+  run "$bin" dataset create vitals --classification restricted \
+    --description "synthetic vitals: restricted, rows never leave" \
+    --column age:int64 --column systolic:float64 --column bmi:float64 --column region:string \
+    --column diabetic:int64
+fi
+run "$bin" dataset upload vitals "$work/vitals.csv"
+cat >"$work/vitals-policy.json" <<'JSON'
+{"statements": [
+  {"id": "research-train", "effect": "allow",
+   "principals": {"roles": ["trainer"], "attributes": {"department": "research"}},
+   "actions": ["dataset.describe", "compute.train", "compute.features"],
+   "purposes": ["model-training"]}]}
+JSON
+run "$bin" policy put vitals "$work/vitals-policy.json"
+export SLUICE_TOKEN=$trainer_token
+echo '$ sluice dataset fetch vitals --purpose model-training    (as bob: restricted, refused)'
+"$bin" dataset fetch vitals --purpose model-training >/dev/null || true
+cat >"$work/job.json" <<'JSON'
+{"dataset": "vitals", "purpose": "model-training", "kind": "train",
+ "features": [{"column": "age", "transform": "standardize"},
+              {"column": "systolic", "transform": "standardize"},
+              {"column": "bmi", "transform": "standardize"},
+              {"column": "region", "transform": "one_hot"}],
+ "label": "diabetic",
+ "model": {"type": "logistic_regression", "l2": 0.001, "max_iter": 100, "tol": 1e-8},
+ "validation": {"fraction": 0.2}}
+JSON
+cat "$work/job.json"
+echo '$ sluice job submit --file job.json --wait    (as bob)'
+"$bin" job submit --file "$work/job.json" --wait | tee "$work/job.txt"
+job=$(sed -n 's/^job:  *//p' "$work/job.txt")
+echo "\$ sluice job result $job --out model.json    (as bob: the model, its metrics, a signed receipt)"
+"$bin" job result "$job" --out "$work/model.json"
+/usr/bin/python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); m = r["model"]; print("features:    ", ", ".join(m["features"])); print("coefficients:", ", ".join("%.4f" % c for c in m["coefficients"])); print("metrics:     ", ", ".join("%s=%.4g" % (k, v) for k, v in sorted(r["metrics"].items()) if isinstance(v, float))); print("receipt:      model_sha256", r["receipt"]["model_sha256"][:16] + "...", "dataset_sha256", r["receipt"]["dataset_sha256"][:16] + "...")' "$work/model.json"
+"$bin" keys public --output json >"$work/keys.json"
+run "$bin" receipt verify --file "$work/model.json" --public-key "$work/keys.json"
+echo "(offline: a changed byte in model.json's receipt makes it fail)"
 rm -rf "$work"
 
 step "the auditor, carol: the trail, its verification, offline too"

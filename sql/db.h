@@ -357,4 +357,53 @@ void db_audit_close(db_audit_stream *s);
 sl_code db_checkpoints_json(PGconn *c, int64_t since_seq, int limit, json_t **items, int *more,
                             sl_err *err) SL_WUR;
 
+/* ---- compute jobs and privacy budgets (0008_jobs.sql) ---- */
+typedef struct {
+    char id[33];
+    int64_t principal_id;
+    char principal[SL_MAX_NAME + 1];
+    int64_t dataset_id;
+    char dataset[SL_MAX_NAME + 1];
+    int version;
+    char kind[16];
+    char purpose[65];
+    char status[16];
+    char *spec;   /* the normalised spec (JSON text), malloc'd */
+    char *result; /* the result with its receipt (JSON text), malloc'd, or NULL */
+    int has_progress;
+    int iteration;
+    double loss;
+    char error[1025];
+    int time_limit_s;
+    double epsilon; /* 0: none */
+    char created_at[SL_TS_LEN], started_at[SL_TS_LEN], finished_at[SL_TS_LEN];
+} db_job;
+void db_job_clear(db_job *j);
+sl_code db_job_insert(PGconn *c, const db_job *j, sl_err *err) SL_WUR;
+/* SL_ENOTFOUND when there is no such job. */
+sl_code db_job_get(PGconn *c, const char *id, db_job *out, sl_err *err) SL_WUR;
+/* The principal's jobs ({job_id, dataset, version, kind, status, created_at}), by id after
+ * `after`, at most limit (more set when there are others). */
+sl_code db_job_list(PGconn *c, int64_t principal_id, const char *after, int limit, json_t **items,
+                    int *more, sl_err *err) SL_WUR;
+/* Claims the oldest queued job (running from now, claimed by `by`), skipping those another
+ * gateway is claiming: *found 0 when none. */
+sl_code db_job_claim(PGconn *c, const char *by, db_job *out, int *found, sl_err *err) SL_WUR;
+/* A running job's heartbeat (and its progress when has_progress); *status its status now
+ * (a cancellation shows as "cancelled"). */
+sl_code db_job_heartbeat(PGconn *c, const char *id, int has_progress, int iteration, double loss,
+                         char status[16], sl_err *err) SL_WUR;
+/* Ends a running job: SL_ECONFLICT when it is no longer running (cancelled meanwhile). */
+sl_code db_job_finish(PGconn *c, const char *id, const char *status, const char *error,
+                      const char *result, sl_err *err) SL_WUR;
+/* Cancels a queued or running job: SL_ECONFLICT when it is neither. */
+sl_code db_job_cancel(PGconn *c, const char *id, sl_err *err) SL_WUR;
+/* Running jobs whose gateway stopped beating for stale_s seconds end failed; their ids
+ * (a JSON array). */
+sl_code db_jobs_reap(PGconn *c, int stale_s, json_t **ids, sl_err *err) SL_WUR;
+/* Charges epsilon to the principal's budget on the dataset (total `total` when first
+ * used): *ok 0 when it would pass the total (nothing charged); *left what remains. */
+sl_code db_budget_charge(PGconn *c, int64_t dataset_id, int64_t principal_id, double epsilon,
+                         double total, int *ok, double *left, sl_err *err) SL_WUR;
+
 #endif

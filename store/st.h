@@ -364,7 +364,15 @@ sl_code st_ingest_finish(st_ingest *g, json_t **manifest, sl_err *err) SL_WUR;
  * columns (bool 0/1, null NaN); its header holds the row count, so it must be known.
  * float64 prints as the shortest text that reads back to the same bits.
  */
-typedef enum { ST_OUT_CSV, ST_OUT_JSONL, ST_OUT_NPY } st_out;
+/* ST_OUT_FRAMES: the compute zone's frames (compute/cmp.h), never served over HTTP: per
+ * slice of rows, per column, a CMP_F_COLUMN frame (float64 values, NaN for null; int64 and
+ * bool converted) or a CMP_F_STRCOL frame (strings), split so no payload passes
+ * ST_FRAME_MAX. */
+typedef enum { ST_OUT_CSV, ST_OUT_JSONL, ST_OUT_NPY, ST_OUT_FRAMES } st_out;
+#define ST_FRAME_MAGIC  "SLZ1"
+#define ST_FRAME_COLUMN 1
+#define ST_FRAME_STRCOL 6
+#define ST_FRAME_MAX    (4u << 20)
 sl_code st_out_parse(const char *name, st_out *out) SL_WUR;
 const char *st_out_ctype(st_out f);
 /* The beginning of the output (csv's header row, npy's header); nothing for jsonl. For
@@ -423,6 +431,8 @@ sl_code st_reader_new(const st_storage *s, const cry_key *key, int64_t dataset, 
 int st_reader_next(st_reader *r, sl_buf *out, sl_err *err);
 /* Fragments rebuilt from parity so far (missing or damaged ones read around). */
 uint64_t st_reader_rebuilt(const st_reader *r);
+/* Rows output so far (after the view's filter). */
+uint64_t st_reader_rows(const st_reader *r);
 void st_reader_free(st_reader *r);
 
 #endif

@@ -210,6 +210,7 @@ st_out_begin(st_out f, const char *const *names, const st_type *types, size_t nc
                 return SL_EINVALID;
         return npy_header(ncols, rows, out);
     case ST_OUT_JSONL:
+    case ST_OUT_FRAMES:
         return SL_OK;
     }
     return SL_EINTERNAL;
@@ -323,6 +324,87 @@ csv_rows(const st_column *cols, size_t ncols, uint32_t from, uint32_t to, sl_buf
     return SL_OK;
 }
 
+static void
+le32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+/* A frame's head and the column's name and count (the payload is head_room + body bytes). */
+static sl_code
+frame_head(sl_buf *out, uint8_t type, const char *name, uint32_t count, size_t body)
+{
+    size_t nlen = strlen(name), len = 2 + nlen + 4 + body;
+    unsigned char h[12 + 2 + 4];
+    sl_code rc;
+
+    if (nlen > 65535 || len > ST_FRAME_MAX)
+        return SL_ETOOLARGE;
+    memcpy(h, ST_FRAME_MAGIC, 4);
+    h[4] = type;
+    h[5] = h[6] = h[7] = 0;
+    le32(h + 8, (uint32_t)len);
+    h[12] = (unsigned char)nlen;
+    h[13] = (unsigned char)(nlen >> 8);
+    if ((rc = sl_buf_append(out, h, 14)) != SL_OK || (rc = sl_buf_append(out, name, nlen)) != SL_OK)
+        return rc;
+    le32(h, count);
+    return sl_buf_append(out, h, 4);
+}
+
+/* Rows [from, to) of a column as frames: numbers in one, strings in as many as their
+ * bytes need. */
+static sl_code
+frame_column(const char *name, const st_column *c, uint32_t from, uint32_t to, sl_buf *out)
+{
+    size_t room = ST_FRAME_MAX - 2 - strlen(name) - 4;
+    sl_code rc = SL_OK;
+    uint32_t r, end;
+
+    if (c->type != ST_STRING) {
+        unsigned char *p;
+        if (c->type == ST_FLOAT64 && c->f64 == NULL)
+            for (r = from; r < to; r++)
+                if (!c->nulls[r])
+                    return SL_EINVALID; /* st_column_floats first */
+        if ((rc = frame_head(out, ST_FRAME_COLUMN, name, to - from, (size_t)(to - from) * 8)) !=
+                SL_OK ||
+            (rc = sl_buf_room(out, (size_t)(to - from) * 8, (char **)&p)) != SL_OK)
+            return rc;
+        for (r = from; r < to; r++, p += 8)
+            le_double(p, c->nulls[r]             ? NAN
+                         : c->type == ST_FLOAT64 ? c->f64[r]
+                         : c->type == ST_INT64   ? (double)c->i64[r]
+                                                 : (double)c->b[r]);
+        sl_buf_wrote(out, (size_t)(to - from) * 8);
+        return SL_OK;
+    }
+    for (r = from; r < to && rc == SL_OK; r = end) {
+        size_t body = 0;
+        for (end = r; end < to; end++) {
+            size_t v = 4 + (c->nulls[end] ? 0 : (size_t)(c->off[end + 1] - c->off[end]));
+            if (body + v > room)
+                break;
+            body += v;
+        }
+        if (end == r)
+            return SL_ETOOLARGE; /* one value over a frame: never, values are bounded */
+        rc = frame_head(out, ST_FRAME_STRCOL, name, end - r, body);
+        for (uint32_t i = r; i < end && rc == SL_OK; i++) {
+            unsigned char l[4];
+            uint32_t n = c->nulls[i] ? 0 : c->off[i + 1] - c->off[i];
+            le32(l, c->nulls[i] ? 0xffffffffu : n);
+            rc = sl_buf_append(out, l, 4);
+            if (rc == SL_OK && n > 0)
+                rc = sl_buf_append(out, c->str + c->off[i], n);
+        }
+    }
+    return rc;
+}
+
 sl_code
 st_out_rows(st_out f, const char *const *names, const st_column *cols, size_t ncols, uint32_t from,
             uint32_t to, sl_buf *out)
@@ -333,6 +415,11 @@ st_out_rows(st_out f, const char *const *names, const st_column *cols, size_t nc
 
     if (f == ST_OUT_CSV)
         return csv_rows(cols, ncols, from, to, out);
+    if (f == ST_OUT_FRAMES) {
+        for (i = 0; i < ncols && rc == SL_OK; i++)
+            rc = frame_column(names[i], &cols[i], from, to, out);
+        return rc;
+    }
 
     for (r = from; r < to && rc == SL_OK; r++) {
         if (f == ST_OUT_JSONL)

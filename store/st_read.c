@@ -47,6 +47,7 @@ struct st_reader {
     int loaded;   /* data holds group `group` */
     uint32_t pos; /* its next row to give */
     uint64_t rebuilt;
+    uint64_t emitted; /* rows output so far */
     /* the next group, read ahead by the prefetch thread into pre */
     pthread_t thread;
     int started, stop;
@@ -74,6 +75,12 @@ stop_prefetch(st_reader *r)
     pthread_mutex_unlock(&r->mu);
     pthread_join(r->thread, NULL);
     r->started = 0;
+}
+
+uint64_t
+st_reader_rows(const st_reader *r)
+{
+    return r->emitted;
 }
 
 void
@@ -264,7 +271,7 @@ read_chunks(const st_reader *r, size_t grp, group *g, size_t from, size_t n, st_
         uint32_t bad;
         sl_code rc;
         /* float values are parsed for npy and for a filter reading the column */
-        int floats = r->fmt == ST_OUT_NPY && i < r->ncols;
+        int floats = (r->fmt == ST_OUT_NPY || r->fmt == ST_OUT_FRAMES) && i < r->ncols;
         size_t k;
 
         for (k = 0; r->filtered && k < r->view.nextra; k++)
@@ -504,12 +511,15 @@ st_reader_next(st_reader *r, sl_buf *out, sl_err *err)
     if ((uint64_t)(end - r->pos) > r->remaining)
         end = r->pos + (uint32_t)r->remaining;
     while (r->pos < end && out->len - start < ST_READ_BYTES) {
-        to = end - r->pos > 16 ? r->pos + 16 : end;
+        /* frames: a slice's columns at once (a frame per column) */
+        uint32_t step = r->fmt == ST_OUT_FRAMES ? ST_READ_SLICE : 16;
+        to = end - r->pos > step ? r->pos + step : end;
         if (st_out_rows(r->fmt, r->names, r->data->out, r->ncols, r->pos, to, out) != SL_OK) {
             sl_err_set(err, SL_ETOOLARGE, "a slice of rows is larger than the output's limit");
             return -1;
         }
         r->remaining -= to - r->pos;
+        r->emitted += to - r->pos;
         r->pos = to;
     }
     if (r->pos == rows || r->remaining == 0) {

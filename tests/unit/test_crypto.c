@@ -1562,6 +1562,56 @@ mac_rfc4231(void **state)
     cry_mac_free(NULL);
 }
 
+/* RFC 8785's numbers (its appendix B and the ES6 rules): reals only through
+ * cry_jcs_reals; cry_jcs refuses them. */
+static void
+jcs_reals_print_as_ecmascript(void **state)
+{
+    static const struct {
+        double v;
+        const char *want;
+    } cases[] = {
+        {0.0, "0"},
+        {-0.0, "0"},
+        {4.5, "4.5"},
+        {0.002, "0.002"},
+        {1e-6, "0.000001"},
+        {1e-7, "1e-7"},
+        {1e21, "1e+21"},
+        {1e20, "100000000000000000000"},
+        {1e30, "1e+30"},
+        {333333333.3333333, "333333333.3333333"},
+        {-1.5e-300, "-1.5e-300"},
+        {5e-324, "5e-324"},
+        {1.7976931348623157e308, "1.7976931348623157e+308"},
+        {9007199254740994.0, "9007199254740994"},
+        {0.1, "0.1"},
+        {123.456, "123.456"},
+        {-12e-3, "-0.012"},
+    };
+    size_t i;
+    sl_buf b;
+
+    (void)state;
+    sl_buf_init(&b, 1024);
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *v = json_real(cases[i].v);
+        sl_buf_reset(&b);
+        assert_int_equal(cry_jcs(v, &b), SL_EINVALID);
+        assert_int_equal(cry_jcs_reals(v, &b), SL_OK);
+        assert_string_equal(b.data, cases[i].want);
+        json_decref(v);
+    }
+    {
+        json_t *o = json_pack("{s:f, s:[i, f], s:s}", "b", 0.5, "a", 1, 1e-9, "c", "x");
+        sl_buf_reset(&b);
+        assert_int_equal(cry_jcs_reals(o, &b), SL_OK);
+        assert_string_equal(b.data, "{\"a\":[1,1e-9],\"b\":0.5,\"c\":\"x\"}");
+        json_decref(o);
+    }
+    sl_buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -1592,6 +1642,7 @@ main(void)
         cmocka_unit_test(base64_helpers),
         cmocka_unit_test(checkpoint_kat),
         cmocka_unit_test(seal_kat_and_tamper),
+        cmocka_unit_test(jcs_reals_print_as_ecmascript),
 #define T(f) cmocka_unit_test_setup_teardown(f, trail_setup, trail_teardown)
         T(verify_good_trail),
         T(verify_good_trail_many_checkpoints),
