@@ -239,6 +239,133 @@ spd_solve(const double *a, int m, double *d, double *f, double min_rcond, int da
 /* ---- the centred Gram matrix ---- */
 
 /*
+ * A product of the form X_w^T X_w over many rows, shared out: each part of the zone's
+ * pool takes the blocks k = part, part + parts, ... of BLOCK_ROWS rows (whole ranges of
+ * rows when the rows are used as they are), with single-threaded BLAS into its own
+ * m x m upper triangle, which the caller then sums (OpenBLAS's dsyrk keeps one thread
+ * busy at p = 64; two shares of the rows run at twice its speed).
+ */
+typedef struct {
+    const double *x;   /* n x p, column-major */
+    size_t n, p, m;    /* m: the product's order (p, or p + 1 with the weights' column) */
+    const double *sum; /* centring: the columns' sums (NULL: none) */
+    const double *z;   /* logistic: the linear predictor (weights from it) */
+    int direct;        /* the rows as they are, no copy */
+    size_t nuse, nblocks;
+    double alpha;
+    double *out[64]; /* each part's m x m */
+    int failed;
+} gram_job;
+
+/* Block k's rows: the first and the count. */
+static size_t
+block_rows(const gram_job *j, size_t k, size_t *i0)
+{
+    *i0 = (j->nuse == j->nblocks ? k : k * j->nblocks / j->nuse) * BLOCK_ROWS;
+    return j->n - *i0 < BLOCK_ROWS ? j->n - *i0 : BLOCK_ROWS;
+}
+
+static void
+gram_part(void *ctx, int part, int parts)
+{
+    gram_job *j = ctx;
+    double *g = j->out[part], *buf;
+    size_t k, i0, i, c, b;
+    int first = 1;
+
+    if (j->direct) {
+        size_t a = j->n * (size_t)part / (size_t)parts,
+               e = j->n * (size_t)(part + 1) / (size_t)parts;
+        cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)j->p, (int)(e - a), j->alpha,
+                    j->x + a, (int)j->n, 0.0, g, (int)j->m);
+        return;
+    }
+    buf = dnew2(BLOCK_ROWS, j->m);
+    if (buf == NULL) {
+        j->failed = 1;
+        return;
+    }
+    memset(g, 0, j->m * j->m * sizeof *g);
+    for (k = (size_t)part; k < j->nuse; k += (size_t)parts) {
+        b = block_rows(j, k, &i0);
+        if (j->z != NULL) {
+            /* the logistic Hessian's rows: sqrt(w_i) x_i, and sqrt(w_i) for the intercept */
+            double *sw = buf + j->p * b;
+            for (i = 0; i < b; i++) {
+                double e2 = exp(-0.5 * fabs(j->z[i0 + i]));
+                sw[i] = e2 / (1 + e2 * e2);
+            }
+            for (c = 0; c < j->p; c++) {
+                const double *col = j->x + c * j->n + i0;
+                double *d = buf + c * b;
+                for (i = 0; i < b; i++)
+                    d[i] = sw[i] * col[i];
+            }
+        } else {
+            for (c = 0; c < j->p; c++) {
+                const double *col = j->x + c * j->n + i0;
+                double *d = buf + c * b, mean = j->sum[c] / (double)j->n;
+                for (i = 0; i < b; i++)
+                    d[i] = col[i] - mean;
+            }
+        }
+        cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)j->m, (int)b, j->alpha, buf, (int)b,
+                    first ? 0.0 : 1.0, g, (int)j->m);
+        first = 0;
+    }
+    free(buf);
+}
+
+/* Runs the job on the pool into g (m x m, upper triangle); SL_ENOMEM when a part could
+ * not have its block buffer. */
+static sl_code
+gram_run(gram_job *j, double *g, sl_err *err)
+{
+    int parts = cmp_pool_threads(), k;
+    size_t l, c, mm = j->m * j->m;
+    sl_code rc = SL_OK;
+
+    if (parts > 64)
+        parts = 64;
+    if (parts > 1 && j->n < (size_t)parts * BLOCK_ROWS)
+        parts = 1; /* not worth the hand-over */
+    j->out[0] = g;
+    for (k = 1; k < parts; k++)
+        if ((j->out[k] = dnew(mm)) == NULL)
+            rc = SL_ENOMEM;
+    if (rc == SL_OK) {
+        if (parts > 1)
+            cmp_pool_run(gram_part, j);
+        else
+            gram_part(j, 0, 1);
+        for (k = 1; k < parts; k++)
+            for (l = 0; l < j->m; l++)
+                for (c = 0; c <= l; c++)
+                    g[l * j->m + c] += j->out[k][l * j->m + c];
+    }
+    for (k = 1; k < parts; k++)
+        free(j->out[k]);
+    if (rc != SL_OK || j->failed)
+        return sl_err_set(err, SL_ENOMEM, "out of memory for the gram matrix");
+    return SL_OK;
+}
+
+sl_code
+cmp_model_gram(const double *x, size_t n, size_t p, double *g, sl_err *err)
+{
+    gram_job job;
+
+    memset(&job, 0, sizeof job);
+    job.x = x;
+    job.n = n;
+    job.p = job.m = p;
+    job.direct = 1;
+    job.alpha = 1.0;
+    job.nblocks = job.nuse = (n + BLOCK_ROWS - 1) / BLOCK_ROWS;
+    return gram_run(&job, g, err);
+}
+
+/*
  * g (p x p, upper triangle, column-major) = (X - 1 m^T)^T (X - 1 m^T), m = sum / n. The
  * subtraction n m m^T after dsyrk on X loses log2(1 + m_j^2 / var_j) bits in column j; it is
  * used when that is at most one bit in every column, blocks of centred rows otherwise.
@@ -247,37 +374,28 @@ static sl_code
 gram_centred(const double *x, size_t n, size_t p, const double *sum, const double *sumsq, double *g,
              sl_err *err)
 {
-    double *buf, dn = (double)n;
-    size_t i0, i, j, l, b;
-    int direct = 1;
+    gram_job job;
+    double dn = (double)n;
+    size_t j, l;
+    sl_code rc;
 
+    memset(&job, 0, sizeof job);
+    job.x = x;
+    job.n = n;
+    job.p = job.m = p;
+    job.sum = sum;
+    job.direct = 1;
+    job.alpha = 1.0;
+    job.nblocks = job.nuse = (n + BLOCK_ROWS - 1) / BLOCK_ROWS;
     for (j = 0; j < p; j++)
         if (2 * (sum[j] / dn) * (sum[j] / dn) > sumsq[j] / dn)
-            direct = 0;
-    if (direct) {
-        cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)p, (int)n, 1.0, x, (int)n, 0.0, g,
-                    (int)p);
+            job.direct = 0;
+    if ((rc = gram_run(&job, g, err)) != SL_OK)
+        return rc;
+    if (job.direct)
         for (l = 0; l < p; l++)
             for (j = 0; j <= l; j++)
                 g[l * p + j] -= sum[j] * (sum[l] / dn);
-        return SL_OK;
-    }
-    buf = dnew2(BLOCK_ROWS, p);
-    if (buf == NULL)
-        return sl_err_set(err, SL_ENOMEM, "out of memory for the gram matrix");
-    for (i0 = 0; i0 < n; i0 += b) {
-        b = n - i0 < BLOCK_ROWS ? n - i0 : BLOCK_ROWS;
-        for (j = 0; j < p; j++) {
-            const double *c = x + j * n + i0;
-            double *d = buf + j * b, m = sum[j] / dn;
-
-            for (i = 0; i < b; i++)
-                d[i] = c[i] - m;
-        }
-        cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)p, (int)b, 1.0, buf, (int)b,
-                    i0 == 0 ? 0.0 : 1.0, g, (int)p);
-    }
-    free(buf);
     return SL_OK;
 }
 
@@ -467,41 +585,30 @@ penalty(const double *b, const double *d, double t, size_t p, double l2)
  * over those rows: a Hessian within a few percent at a fraction of the cost). buf:
  * BLOCK_ROWS x (p+1).
  */
-static void
+static sl_code
 logistic_hessian(const double *x, size_t n, size_t p, const double *z, double l2, int sample,
-                 double *buf, double *h)
+                 double *h, sl_err *err)
 {
-    size_t nblocks = (n + BLOCK_ROWS - 1) / BLOCK_ROWS, nuse, k, i0, i, j, b, rows = 0;
-    size_t m = p + 1;
+    gram_job job;
+    size_t nblocks = (n + BLOCK_ROWS - 1) / BLOCK_ROWS, k, i0, rows = 0, j, m = p + 1;
+    sl_code rc;
 
-    nuse = sample && nblocks > HESS_SAMPLE_BLOCKS ? HESS_SAMPLE_BLOCKS : nblocks;
-    for (k = 0; k < nuse; k++) {
-        i0 = (nuse == nblocks ? k : k * nblocks / nuse) * BLOCK_ROWS;
-        rows += n - i0 < BLOCK_ROWS ? n - i0 : BLOCK_ROWS;
-    }
-    for (k = 0; k < nuse; k++) {
-        double *sw;
-
-        i0 = (nuse == nblocks ? k : k * nblocks / nuse) * BLOCK_ROWS;
-        b = n - i0 < BLOCK_ROWS ? n - i0 : BLOCK_ROWS;
-        sw = buf + p * b; /* the last column: sqrt(w_i), the intercept's */
-        for (i = 0; i < b; i++) {
-            double e2 = exp(-0.5 * fabs(z[i0 + i]));
-
-            sw[i] = e2 / (1 + e2 * e2);
-        }
-        for (j = 0; j < p; j++) {
-            const double *c = x + j * n + i0;
-            double *d = buf + j * b;
-
-            for (i = 0; i < b; i++)
-                d[i] = sw[i] * c[i];
-        }
-        cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)m, (int)b, 1.0 / (double)rows, buf,
-                    (int)b, k == 0 ? 0.0 : 1.0, h, (int)m);
-    }
+    memset(&job, 0, sizeof job);
+    job.x = x;
+    job.n = n;
+    job.p = p;
+    job.m = m;
+    job.z = z;
+    job.nblocks = nblocks;
+    job.nuse = sample && nblocks > HESS_SAMPLE_BLOCKS ? HESS_SAMPLE_BLOCKS : nblocks;
+    for (k = 0; k < job.nuse; k++)
+        rows += block_rows(&job, k, &i0);
+    job.alpha = 1.0 / (double)rows;
+    if ((rc = gram_run(&job, h, err)) != SL_OK)
+        return rc;
     for (j = 0; j < p; j++)
         h[j * m + j] += l2;
+    return SL_OK;
 }
 
 static sl_code
@@ -510,7 +617,7 @@ fit_logistic(const cmp_model_params *mp, const double *x, size_t n, size_t p, co
 {
     size_t m = p + 1, i, j;
     double *th = NULL, *g = NULL, *d = NULL, *h = NULL, *f = NULL, *z = NULL, *u = NULL;
-    double *r = NULL, *buf = NULL, l2 = mp->l2, dn = (double)n, obj, gn = INFINITY, c0, yb;
+    double *r = NULL, l2 = mp->l2, dn = (double)n, obj, gn = INFINITY, c0, yb;
     double rsum, last_gn = INFINITY, last_t = 1;
     int it = 0, sample = n >= HESS_SAMPLE_MIN_ROWS;
     sl_code rc = SL_ENOMEM;
@@ -523,10 +630,9 @@ fit_logistic(const cmp_model_params *mp, const double *x, size_t n, size_t p, co
     z = dnew(n);
     u = dnew(n);
     r = dnew(n);
-    buf = dnew2(BLOCK_ROWS, m);
     out->coef = dnew(p);
     if (th == NULL || g == NULL || d == NULL || h == NULL || f == NULL || z == NULL || u == NULL ||
-        r == NULL || buf == NULL || out->coef == NULL) {
+        r == NULL || out->coef == NULL) {
         rc = sl_err_set(err, SL_ENOMEM, "out of memory for a logistic regression");
         goto out;
     }
@@ -560,7 +666,8 @@ fit_logistic(const cmp_model_params *mp, const double *x, size_t n, size_t p, co
          * every later step takes the whole one (Newton's own convergence) */
         if (sample && it > 0 && (last_t < 1 || gn > 0.5 * last_gn))
             sample = 0;
-        logistic_hessian(x, n, p, z, l2, sample, buf, h);
+        if ((rc = logistic_hessian(x, n, p, z, l2, sample, h, err)) != SL_OK)
+            goto out;
         for (j = 0; j < m; j++)
             d[j] = -g[j];
         if (spd_solve(h, (int)m, d, f, NEWTON_RCOND, 1) != 0) {
@@ -619,7 +726,6 @@ out:
     free(z);
     free(u);
     free(r);
-    free(buf);
     return rc;
 }
 

@@ -78,4 +78,18 @@ sl_code cmp_model_eval(const cmp_model *m, const double *x, size_t n, size_t p, 
  * and means): the release rule compares it to the training rows / 10. */
 size_t cmp_model_numbers(const cmp_model *m);
 
+/*
+ * The zone's own threads (cmp_pool.c), for products OpenBLAS splits poorly (a Gram matrix
+ * of few columns over many rows): threads in all, the caller's included, started before
+ * the sandbox; without it (or with 1) everything runs on the caller's thread. run calls
+ * fn(ctx, part, parts) once for each part in [0, parts), concurrently, with OpenBLAS
+ * single-threaded meanwhile, and returns when all are done.
+ */
+sl_code cmp_pool_start(int threads, sl_err *err) SL_WUR;
+/* g (p x p, upper triangle) = X^T X: the Gram phase of ridge and PCA (before centring),
+ * shared out over the pool as the fits do it (for benchmarks). */
+sl_code cmp_model_gram(const double *x, size_t n, size_t p, double *g, sl_err *err) SL_WUR;
+int cmp_pool_threads(void);
+void cmp_pool_run(void (*fn)(void *ctx, int part, int parts), void *ctx);
+
 #endif

@@ -12,7 +12,9 @@
  * OpenBLAS's threads are started before the filter: the pool is sized (--threads) and
  * woken by a small product while the zone may still make threads; the filter then lets
  * them run (futex, sched_yield) and makes no new one possible. One zone per job uses
- * every core for its BLAS-3 work; the gateway runs --job-workers zones at once.
+ * every core for its BLAS-3 work; the gateway runs --job-workers zones at once. The
+ * zone's own pool (as many threads) is started then too: it shares a Gram product's rows
+ * out, each thread with single-threaded BLAS, where OpenBLAS's dsyrk keeps one busy.
  *
  *   sluice-zone [--as-mib N] [--cpu-s S] [--threads N] [--selftest WHAT]
  *
@@ -207,6 +209,11 @@ main(int argc, char **argv)
     sl_err_clear(&err);
     sl_buf_init(&in, CMP_FRAME_HEAD + CMP_FRAME_MAX);
     blas_warm(threads);
+    /* the zone's own threads for the Gram products (cmp_pool.c), made while it may */
+    if (cmp_pool_start(threads, &err) != SL_OK) {
+        fprintf(stderr, "sluice-zone: %s\n", err.msg);
+        return 5;
+    }
     /* jansson seeds its hash tables from /dev/urandom at first use: now, while it may */
     json_object_seed(0);
     if (cmp_sandbox_enter(&lim, &err) != SL_OK) {

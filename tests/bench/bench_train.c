@@ -317,8 +317,14 @@ main(int argc, char **argv)
         fprintf(stderr, "bench_train: %s: %s (--py names it)\n", py, strerror(errno));
         return 1;
     }
-    printf("rows=%zu\ncols=%zu\nrepeat=%d\nblas_threads=%d\nblas_config=%s\n", n, p, repeat,
-           openblas_get_num_threads(), openblas_get_config());
+    /* the zone's own threads, as sluice-zone starts them: one per BLAS thread */
+    sl_err_clear(&err);
+    if (cmp_pool_start(openblas_get_num_threads(), &err) != SL_OK) {
+        fprintf(stderr, "bench_train: %s\n", err.msg);
+        return 1;
+    }
+    printf("rows=%zu\ncols=%zu\nrepeat=%d\nblas_threads=%d\npool_threads=%d\nblas_config=%s\n", n,
+           p, repeat, openblas_get_num_threads(), cmp_pool_threads(), openblas_get_config());
 
     /* ---- data ---- */
     t = now();
@@ -385,12 +391,15 @@ main(int argc, char **argv)
         free(a);
     }
 
-    /* ---- (2) the Gram phase: the fit's dsyrk on X ---- */
+    /* ---- (2) the Gram phase: the fit's X^T X (dsyrk over shares of the rows, one per
+     * thread of the zone's pool, as cmp_model_fit runs it) ---- */
     best = INFINITY;
     for (r = 0; r < repeat; r++) {
         t = now();
-        cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)p, (int)n, 1.0, x, (int)n, 0.0, g,
-                    (int)p);
+        if (cmp_model_gram(x, n, p, g, &err) != SL_OK) {
+            fprintf(stderr, "bench_train: %s\n", err.msg);
+            return 1;
+        }
         t = now() - t;
         best = t < best ? t : best;
     }
@@ -496,7 +505,7 @@ main(int argc, char **argv)
     /* ---- summary ---- */
     printf("train data: %zu rows x %zu features, %d BLAS threads\n", n, p,
            openblas_get_num_threads());
-    printf("train gram: dsyrk %.1f GFLOP/s (%.3f s), %.2f of dgemm's %.1f GFLOP/s on X^T X "
+    printf("train gram: X^T X %.1f GFLOP/s (%.3f s), %.2f of dgemm's %.1f GFLOP/s on X^T X "
            "(target >= 0.70; %.2f of a square 2048 dgemm's %.1f); the dgemm takes %.2fx as long\n",
            gram_gf, gram_s, gram_gf / dgemm_gf, dgemm_gf, gram_gf / sq_gf, sq_gf,
            2.0 * (double)p * (double)p * (double)n / dgemm_gf / 1e9 / gram_s);

@@ -873,6 +873,11 @@ bad_parameters_are_refused(void **state)
 int
 main(void)
 {
+    sl_err err;
+    /* the zone's pool, as sluice-zone starts it: products over 8192 rows or more are shared
+     * out (the dgels checks, the many-rows logistic) */
+    if (cmp_pool_start(2, &err) != SL_OK)
+        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(linear_matches_dgels),
         cmocka_unit_test(ridge_matches_direct_solve),
