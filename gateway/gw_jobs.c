@@ -869,6 +869,7 @@ typedef struct {
     char status[16];
     char error[JOB_ERROR_MAX + 64];
     const char *rule;
+    char rule_buf[64]; /* a rule the zone named */
     json_t *result;
     int final; /* the zone gave its last frame */
     int has_progress, iteration;
@@ -966,7 +967,7 @@ zone_start(job_run *x, sl_err *err)
     int in[2] = {-1, -1}, out[2] = {-1, -1};
     char path[PATH_MAX + 16], mem[24], cpu[24], thr[24], envthr[48], envcore[96];
     const char *core = getenv("OPENBLAS_CORETYPE");
-    char *argv[10], *envp[3];
+    char *argv[10], *envp[4];
     posix_spawn_file_actions_t fa;
     int threads = cfg->zone_threads > 0 ? cfg->zone_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     int e, ne = 0;
@@ -977,6 +978,8 @@ zone_start(job_run *x, sl_err *err)
     snprintf(thr, sizeof thr, "%d", threads > 0 ? threads : 1);
     snprintf(envthr, sizeof envthr, "OPENBLAS_NUM_THREADS=%s", thr);
     envp[ne++] = envthr;
+    /* the zone's large arrays on transparent huge pages: fewer faults filling them */
+    envp[ne++] = "GLIBC_TUNABLES=glibc.malloc.hugetlb=1";
     /* the machine's choice of kernels, when it made one (nothing else is passed on) */
     if (core != NULL && strlen(core) < 64 &&
         strspn(core, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -1126,8 +1129,9 @@ zone_answer(job_run *x)
                     outcome(x, "failed", "the compute zone's result does not parse");
                 done = 1;
             } else if (f.type == CMP_F_REFUSED) {
-                zone_text(&f, text, sizeof text);
-                outcome(x, "refused", "release rule %s", text);
+                zone_text(&f, x->rule_buf, sizeof x->rule_buf);
+                x->rule = x->rule_buf;
+                outcome(x, "refused", "release rule %s", x->rule_buf);
                 done = 1;
             } else if (f.type == CMP_F_ERROR) {
                 zone_text(&f, text, sizeof text);

@@ -296,6 +296,8 @@ class ComputeTest(ComputeBase):
         self.assertEqual(st["status"], "refused", st)
         self.assertIn("min_rows", st["error"])
         self.assertFalse(any(ch.isdigit() for ch in st["error"]), st["error"])
+        fin = [e for e in self.srv.events() if e["resource"] == "jobs/" + job_id and e["action"] == "job.finish"]
+        self.assertEqual((fin[0]["decision"], fin[0]["status"], fin[0]["detail"]["rule"]), ("deny", 403, "min_rows"))
         self.assertEqual(self.result(job_id, expect=404)["error"]["code"], "not_found")
         # max_parameters: 3 x 300 centroid numbers cannot leave with ~680 training rows
         job_id, st = self.run_job({"dataset": "clinic", "kind": "train",
