@@ -265,7 +265,9 @@ run_train(const json_t *spec, const cmp_table *t, cmp_progress_fn progress, void
     }
     d.nvalid = (size_t)floor(json_number_value(json_object_get(val, "fraction")) * (double)m_rows);
     d.ntrain = m_rows - d.nvalid;
-    if (d.ntrain < min_rows) {
+    /* metrics over a few held-out rows would be those rows' values: the validation split,
+     * when there is one, needs as many rows as the training split does */
+    if (d.ntrain < min_rows || (d.nvalid > 0 && d.nvalid < min_rows)) {
         rc = refuse(rule, "min_rows");
         goto out;
     }

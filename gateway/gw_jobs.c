@@ -39,6 +39,11 @@
 #define JOB_STALE_S         60
 #define JOB_SPEC_MAX        65536
 #define JOB_ERROR_MAX       256
+/* the longest category a result may name (one_hot's design columns, a features job's
+ * counts): longer values are not released */
+#define JOB_MAX_CATEGORY_TEXT 1024
+/* a restricted dataset's validation split, whatever the job asks */
+#define JOB_RESTRICTED_FRACTION 0.2
 
 /* ---- the spec ---- */
 
@@ -865,6 +870,8 @@ typedef struct {
     int64_t deadline_ns, beat_ns;
     pid_t pid;
     int in_fd, out_fd; /* the zone's standard input (we write) and output (we read) */
+    int err_fd;        /* its standard error (we read, into the log) */
+    size_t err_logged; /* bytes of it logged so far (bounded) */
     /* the outcome */
     char status[16];
     char error[JOB_ERROR_MAX + 64];
@@ -875,6 +882,7 @@ typedef struct {
     int has_progress, iteration;
     double loss;
     int cancelled;
+    int ended; /* ended elsewhere (reaped): the row is not ours to write */
 } job_run;
 
 static int64_t
@@ -926,9 +934,15 @@ beat(job_run *x, int force)
         outcome(x, "failed", "the database could not be reached while running");
         return 0;
     }
-    if (strcmp(st, "running") != 0) {
+    if (strcmp(st, "cancelled") == 0) {
         x->cancelled = 1;
         outcome(x, "cancelled", "cancelled");
+        return 0;
+    }
+    if (strcmp(st, "running") != 0) {
+        /* another gateway ended it (no heartbeat seen in time): it stays as they said */
+        x->ended = 1;
+        outcome(x, "failed", "the job was ended elsewhere (%s)", st);
         return 0;
     }
     return 1;
@@ -969,13 +983,19 @@ zone_start(job_run *x, sl_err *err)
     const char *core = getenv("OPENBLAS_CORETYPE");
     char *argv[10], *envp[4];
     posix_spawn_file_actions_t fa;
-    int threads = cfg->zone_threads > 0 ? cfg->zone_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    long threads = cfg->zone_threads > 0 ? cfg->zone_threads : sysconf(_SC_NPROCESSORS_ONLN);
+    long long cpu_s;
+    int in_err[2] = {-1, -1};
     int e, ne = 0;
 
+    /* within what the zone accepts (--threads 1..256, --cpu-s 1..7 days) */
+    threads = threads < 1 ? 1 : threads > 256 ? 256 : threads;
+    cpu_s = (long long)x->j->time_limit_s * threads + 5;
+    cpu_s = cpu_s > 7 * 86400 ? 7 * 86400 : cpu_s;
     zone_path(cfg, path, sizeof path);
     snprintf(mem, sizeof mem, "%d", cfg->zone_mem_mib);
-    snprintf(cpu, sizeof cpu, "%d", x->j->time_limit_s * (threads > 0 ? threads : 1) + 5);
-    snprintf(thr, sizeof thr, "%d", threads > 0 ? threads : 1);
+    snprintf(cpu, sizeof cpu, "%lld", cpu_s);
+    snprintf(thr, sizeof thr, "%ld", threads);
     snprintf(envthr, sizeof envthr, "OPENBLAS_NUM_THREADS=%s", thr);
     envp[ne++] = envthr;
     /* the zone's large arrays on transparent huge pages: fewer faults filling them */
@@ -996,25 +1016,33 @@ zone_start(job_run *x, sl_err *err)
     argv[5] = "--threads";
     argv[6] = thr;
     argv[7] = NULL;
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(in_err, O_CLOEXEC) != 0) {
         e = errno;
         goto fail;
     }
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, in[0], 0);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    /* its stderr is a pipe of ours (drained, cleaned and bounded into the log), never the
+     * gateway's own descriptor */
+    posix_spawn_file_actions_adddup2(&fa, in_err[1], 2);
     e = posix_spawn(&x->pid, path, &fa, NULL, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     close(in[0]);
     close(out[1]);
-    in[0] = out[1] = -1;
+    close(in_err[1]);
+    in[0] = out[1] = in_err[1] = -1;
     if (e != 0)
         goto fail;
     x->in_fd = in[1];
     x->out_fd = out[0];
+    x->err_fd = in_err[0];
     /* a larger pipe: fewer switches between the gateway's writes and the zone's reads */
     (void)fcntl(x->in_fd, F_SETPIPE_SZ, 1 << 20);
+    /* never blocked on a zone that stops reading: the time limit and a cancel hold */
+    fcntl(x->in_fd, F_SETFL, O_NONBLOCK);
     fcntl(x->out_fd, F_SETFL, O_NONBLOCK);
+    fcntl(x->err_fd, F_SETFL, O_NONBLOCK);
     return SL_OK;
 fail:
     for (int i = 0; i < 2; i++) {
@@ -1022,10 +1050,29 @@ fail:
             close(in[i]);
         if (out[i] >= 0)
             close(out[i]);
+        if (in_err[i] >= 0)
+            close(in_err[i]);
     }
     x->pid = -1;
     sl_err_detail(err, "%s: %s", path, strerror(e));
     return sl_err_set(err, SL_EINTERNAL, "the compute zone could not be started");
+}
+
+/* What the zone says on its stderr (a sanitizer's report, say): into the log, cleaned,
+ * at most 4 KiB a job; the rest read and dropped. */
+static void
+zone_stderr(job_run *x)
+{
+    char buf[1024], clean[1024];
+    ssize_t k;
+
+    while (x->err_fd >= 0 && (k = read(x->err_fd, buf, sizeof buf)) > 0) {
+        if (x->err_logged < 4096) {
+            sl_text_clean(clean, buf, (size_t)k, sizeof clean - 1);
+            sl_warn("jobs %s: the zone said: %s", x->j->id, clean);
+        }
+        x->err_logged += (size_t)k;
+    }
 }
 
 /* Writes all of p to the zone, beating between waits; -1 when the job must stop. */
@@ -1035,11 +1082,15 @@ zone_write(job_run *x, const void *p, size_t n)
     const unsigned char *q = p;
 
     while (n > 0) {
-        struct pollfd pf = {x->in_fd, POLLOUT, 0};
+        struct pollfd pf[2] = {{x->in_fd, POLLOUT, 0}, {x->err_fd, POLLIN, 0}};
         ssize_t k;
         if (!beat(x, 0))
             return -1;
-        if (poll(&pf, 1, 200) <= 0)
+        if (poll(pf, 2, 200) <= 0)
+            continue;
+        if (pf[1].revents != 0)
+            zone_stderr(x);
+        if (pf[0].revents == 0)
             continue;
         k = write(x->in_fd, q, n > 65536 ? 65536 : n);
         if (k < 0 && (errno == EINTR || errno == EAGAIN))
@@ -1083,19 +1134,25 @@ zone_answer(job_run *x)
 
     sl_buf_init(&in, CMP_FRAME_HEAD + CMP_FRAME_MAX);
     while (!done) {
-        struct pollfd pf = {x->out_fd, POLLIN, 0};
+        struct pollfd pf[2] = {{x->out_fd, POLLIN, 0}, {x->err_fd, POLLIN, 0}};
+        size_t room = in.max - in.len;
         unsigned char *at;
         ssize_t k;
 
         if (!beat(x, 0))
             break;
-        if (poll(&pf, 1, 200) <= 0)
+        if (poll(pf, 2, 200) <= 0)
             continue;
-        if (sl_buf_room(&in, 65536, (char **)&at) != SL_OK) {
+        if (pf[1].revents != 0)
+            zone_stderr(x);
+        if (pf[0].revents == 0)
+            continue;
+        room = room > 65536 ? 65536 : room;
+        if (room == 0 || sl_buf_room(&in, room, (char **)&at) != SL_OK) {
             outcome(x, "failed", "the compute zone's answer is too large");
             break;
         }
-        k = read(x->out_fd, at, 65536);
+        k = read(x->out_fd, at, room);
         if (k < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (k <= 0) {
@@ -1166,6 +1223,10 @@ zone_reap(job_run *x)
     if (x->out_fd >= 0)
         close(x->out_fd);
     x->in_fd = x->out_fd = -1;
+    zone_stderr(x);
+    if (x->err_fd >= 0)
+        close(x->err_fd);
+    x->err_fd = -1;
     if (x->pid <= 0)
         return;
     while (x->final && waited < 5000 && (got = waitpid(x->pid, &st, WNOHANG)) == 0) {
@@ -1195,50 +1256,242 @@ zone_reap(job_run *x)
     }
 }
 
+/* ---- what may leave: the zone's answer checked against the job ---- */
+
+/* Every key of o is one of keys. */
+static int
+keys_in(const json_t *o, const char *const *keys)
+{
+    const char *k;
+    json_t *v;
+
+    if (!json_is_object(o))
+        return 0;
+    json_object_foreach((json_t *)o, k, v)
+    {
+        if (!one_of(k, keys))
+            return 0;
+    }
+    return 1;
+}
+
+static int
+num_or_null(const json_t *v)
+{
+    return v == NULL || json_is_number(v) || json_is_null(v);
+}
+
+/* An array of n numbers (null allowed when nulls). */
+static int
+numbers_n(const json_t *a, size_t n, int nulls)
+{
+    size_t i;
+    json_t *v;
+
+    if (!json_is_array(a) || json_array_size(a) != n)
+        return 0;
+    json_array_foreach(a, i, v) if (!json_is_number(v) && !(nulls && json_is_null(v))) return 0;
+    return 1;
+}
+
+/* A string a design column may be named: a feature's column, or a one_hot feature's
+ * "column=..." (bounded). */
+static int
+design_name_ok(const json_t *spec, const json_t *name)
+{
+    const json_t *f;
+    size_t i, cl;
+
+    if (!json_is_string(name) ||
+        json_string_length(name) > CMP_NAME_MAX + 1 + JOB_MAX_CATEGORY_TEXT)
+        return 0;
+    json_array_foreach(json_object_get(spec, "features"), i, f)
+    {
+        const char *col = json_string_value(json_object_get(f, "column"));
+        const char *t = json_string_value(json_object_get(f, "transform"));
+        cl = strlen(col);
+        if (strcmp(json_string_value(name), col) == 0 && strcmp(t, "one_hot") != 0)
+            return 1;
+        if (strcmp(t, "one_hot") == 0 && strncmp(json_string_value(name), col, cl) == 0 &&
+            json_string_value(name)[cl] == '=')
+            return 1;
+    }
+    return 0;
+}
+
+/* A train job's model and metrics: the keys, types and sizes the spec implies. */
+static int
+model_shape_ok(const json_t *spec, const json_t *m, const json_t *met)
+{
+    static const char *const mkeys[] = {
+        "type",      "features",   "transforms", "coefficients",       "intercept",
+        "centroids", "components", "mean",       "explained_variance", NULL};
+    static const char *const metkeys[] = {"evaluated_on",  "r2",          "rmse",
+                                          "accuracy",      "log_loss",    "roc_auc",
+                                          "inertia",       "iterations",  "explained_variance",
+                                          "gradient_norm", "fit_seconds", NULL};
+    static const char *const tkeys[] = {"column", "transform",  "mean",  "std", "min",
+                                        "max",    "categories", "other", NULL};
+    const json_t *feats = json_object_get(m, "features"), *ts = json_object_get(m, "transforms");
+    const json_t *sf = json_object_get(spec, "features"), *sm = json_object_get(spec, "model");
+    const char *type = json_string_value(json_object_get(sm, "type"));
+    const char *k;
+    json_t *v;
+    size_t p, i, j;
+
+    if (!keys_in(m, mkeys) || !keys_in(met, metkeys) || !json_is_array(feats) ||
+        !json_equal(json_object_get(m, "type"), json_object_get(sm, "type")))
+        return 0;
+    json_object_foreach((json_t *)met, k, v)
+    {
+        if (strcmp(k, "evaluated_on") == 0 ? !json_is_string(v) : !num_or_null(v))
+            return 0;
+    }
+    p = json_array_size(feats);
+    json_array_foreach(feats, i, v) if (!design_name_ok(spec, v)) return 0;
+    if (!json_is_array(ts) || json_array_size(ts) != json_array_size(sf))
+        return 0;
+    json_array_foreach(ts, i, v)
+    {
+        const json_t *f = json_array_get(sf, i), *cats = json_object_get(v, "categories");
+        if (!keys_in(v, tkeys) ||
+            !json_equal(json_object_get(v, "column"), json_object_get(f, "column")) ||
+            !json_equal(json_object_get(v, "transform"), json_object_get(f, "transform")) ||
+            !num_or_null(json_object_get(v, "mean")) || !num_or_null(json_object_get(v, "std")) ||
+            !num_or_null(json_object_get(v, "min")) || !num_or_null(json_object_get(v, "max")))
+            return 0;
+        if (cats != NULL) {
+            const json_t *c;
+            if (!json_is_array(cats) || json_array_size(cats) > p)
+                return 0;
+            json_array_foreach(cats, j, c) if (!json_is_string(c) && !json_is_number(c)) return 0;
+        }
+    }
+    if (strcmp(type, "kmeans") == 0) {
+        const json_t *cs = json_object_get(m, "centroids");
+        if (!json_is_array(cs) ||
+            json_array_size(cs) != (size_t)json_integer_value(json_object_get(sm, "k")))
+            return 0;
+        json_array_foreach(cs, i, v) if (!numbers_n(v, p, 1)) return 0;
+    } else if (strcmp(type, "pca") == 0) {
+        const json_t *cs = json_object_get(m, "components");
+        size_t nc = json_array_size(cs);
+        if (!json_is_array(cs) ||
+            nc != (size_t)json_integer_value(json_object_get(sm, "components")) ||
+            !numbers_n(json_object_get(m, "mean"), p, 1) ||
+            !numbers_n(json_object_get(m, "explained_variance"), nc, 1))
+            return 0;
+        json_array_foreach(cs, i, v) if (!numbers_n(v, p, 1)) return 0;
+    } else if (!numbers_n(json_object_get(m, "coefficients"), p, 1) ||
+               !num_or_null(json_object_get(m, "intercept"))) {
+        return 0;
+    }
+    return 1;
+}
+
+/* A features job's statistics: exactly the spec's columns, each with the fields and sizes
+ * the spec implies; categories at most rows / 10 of them (each of at least 10 rows). */
+static int
+stats_shape_ok(const json_t *spec, const json_t *st, json_int_t rows)
+{
+    static const char *const skeys[] = {"count",      "nulls", "mean",      "std",
+                                        "min",        "max",   "quantiles", "histogram",
+                                        "categories", "other", NULL};
+    static const char *const qkeys[] = {"0.05", "0.25", "0.5", "0.75", "0.95", NULL};
+    static const char *const hkeys[] = {"edges", "counts", NULL};
+    const json_t *cols = json_object_get(spec, "columns"), *c;
+    size_t bins = (size_t)json_integer_value(json_object_get(spec, "bins")), i;
+
+    if (!json_is_object(st) || json_object_size(st) != json_array_size(cols))
+        return 0;
+    json_array_foreach(cols, i, c)
+    {
+        const json_t *o = json_object_get(st, json_string_value(c));
+        const json_t *q = json_object_get(o, "quantiles"), *h = json_object_get(o, "histogram");
+        const json_t *cats = json_object_get(o, "categories"), *v;
+        const char *k;
+
+        if (!keys_in(o, skeys) || !num_or_null(json_object_get(o, "count")) ||
+            !num_or_null(json_object_get(o, "nulls")) || !num_or_null(json_object_get(o, "mean")) ||
+            !num_or_null(json_object_get(o, "std")) || !num_or_null(json_object_get(o, "min")) ||
+            !num_or_null(json_object_get(o, "max")) || !num_or_null(json_object_get(o, "other")))
+            return 0;
+        if (q != NULL && !json_is_null(q)) {
+            if (!keys_in(q, qkeys))
+                return 0;
+            json_object_foreach((json_t *)q, k, v) if (!num_or_null(v)) return 0;
+        }
+        if (h != NULL && !json_is_null(h) &&
+            (!keys_in(h, hkeys) || !numbers_n(json_object_get(h, "edges"), bins + 1, 0) ||
+             !numbers_n(json_object_get(h, "counts"), bins, 1)))
+            return 0;
+        if (cats != NULL) {
+            if (!json_is_object(cats) || (json_int_t)json_object_size(cats) > rows / 10)
+                return 0;
+            json_object_foreach((json_t *)cats, k, v)
+            {
+                if (!json_is_integer(v) || strlen(k) > JOB_MAX_CATEGORY_TEXT)
+                    return 0;
+            }
+        }
+    }
+    return 1;
+}
+
 /*
- * The release rules again, on what the zone answered: the shape of a result; the rows
- * it claims within what it was sent and at least JOB_MIN_ROWS; a model's numbers at most
- * its training rows / 10. 1 when it may leave.
+ * The release rules again, on what the zone answered, which is not trusted: its shape
+ * against the spec (the keys, types and sizes the job implies, so nothing else can ride
+ * along); the rows it claims within what it was sent, and the rows sent at least
+ * JOB_MIN_ROWS; a model's numbers at most its training rows / 10. 1 when it may leave.
  */
 static int
 release_ok(job_run *x, uint64_t sent)
 {
+    static const char *const tkeys[] = {"model", "metrics", "rows", NULL};
+    static const char *const fkeys[] = {"stats", "rows", NULL};
+    static const char *const rkeys[] = {"train", "validation", NULL};
     const json_t *rows = json_object_get(x->result, "rows");
     int train = strcmp(x->j->kind, "train") == 0;
-    json_int_t n;
-    const char *k;
-    json_t *v;
+    json_int_t n, nv = 0;
 
-    json_object_foreach(x->result, k, v)
-    {
-        if (strcmp(k, "rows") != 0 && strcmp(k, train ? "model" : "stats") != 0 &&
-            strcmp(k, "metrics") != 0) {
-            outcome(x, "failed", "the compute zone's result holds an unexpected field");
-            return 0;
-        }
+    if (sent < JOB_MIN_ROWS) {
+        x->rule = "min_rows";
+        outcome(x, "refused", "release rule min_rows: fewer rows than the rules require");
+        return 0;
+    }
+    if (!keys_in(x->result, train ? tkeys : fkeys) || (train && !keys_in(rows, rkeys))) {
+        outcome(x, "failed", "the compute zone's result is not what the job asked");
+        return 0;
     }
     n = json_integer_value(train ? json_object_get(rows, "train") : rows);
-    if (!json_is_integer(train ? json_object_get(rows, "train") : rows) || n < 0 ||
-        (uint64_t)n > sent) {
+    if (train)
+        nv = json_integer_value(json_object_get(rows, "validation"));
+    if (!json_is_integer(train ? json_object_get(rows, "train") : rows) || n < 0 || nv < 0 ||
+        (uint64_t)n + (uint64_t)nv > sent) {
         outcome(x, "failed", "the compute zone's result does not account for its rows");
         return 0;
     }
-    if (n < JOB_MIN_ROWS) {
+    if (n < JOB_MIN_ROWS || (nv > 0 && nv < JOB_MIN_ROWS)) {
         x->rule = "min_rows";
         outcome(x, "refused", "release rule min_rows: fewer rows than the rules require");
         return 0;
     }
     if (train) {
         const json_t *m = json_object_get(x->result, "model");
-        if (!json_is_object(m) || cmp_json_numbers(m) > (size_t)n / 10) {
+        if (!json_is_object(m) ||
+            !model_shape_ok(x->spec, m, json_object_get(x->result, "metrics"))) {
+            outcome(x, "failed", "the compute zone's result is not what the job asked");
+            return 0;
+        }
+        if (cmp_json_numbers(m) > (size_t)n / 10) {
             x->rule = "max_parameters";
             outcome(x, "refused",
                     "release rule max_parameters: the model would release more numbers than "
                     "the training rows / 10");
             return 0;
         }
-    } else if (!json_is_object(json_object_get(x->result, "stats"))) {
-        outcome(x, "failed", "the compute zone's result has no statistics");
+    } else if (!stats_shape_ok(x->spec, json_object_get(x->result, "stats"), n)) {
+        outcome(x, "failed", "the compute zone's result is not what the job asked");
         return 0;
     }
     return 1;
@@ -1286,7 +1539,10 @@ zone_spec(const job_run *x, const db_dataset *ds, const db_version *v)
     json_object_set_new(z, "noise_seed", json_string(hex));
     sodium_memzero(seed, sizeof seed);
     if (restricted && json_object_get(z, "validation") != NULL) {
-        /* fixed per version: repeated jobs cannot be differenced over other subsets */
+        /* fixed per version, the fraction and the seed: repeated jobs cannot be differenced
+         * over subsets that differ by a row */
+        json_object_set_new(json_object_get(z, "validation"), "fraction",
+                            json_real(JOB_RESTRICTED_FRACTION));
         const char *sha = json_string_value(json_object_get(v->doc, "sha256"));
         cry_sha256(sha ? sha : "", sha ? strlen(sha) : 0, h);
         json_object_set_new(
@@ -1330,7 +1586,7 @@ run_job(gw_server *s, PGconn *c, db_job *j)
     x.j = j;
     x.c = c;
     x.pid = -1;
-    x.in_fd = x.out_fd = -1;
+    x.in_fd = x.out_fd = x.err_fd = -1;
     x.beat_ns = mono_ns();
     x.deadline_ns = x.beat_ns + (int64_t)j->time_limit_s * 1000000000;
     sl_buf_init_wiped(&piece, (size_t)SL_MAX_CHUNK_BYTES * 2);
@@ -1463,6 +1719,14 @@ reap:
             finished, "sluice_version", SLUICE_VERSION);
         json_decref(dj);
         json_decref(cps);
+        if (receipt != NULL && json_object_get(x.result, "metrics") != NULL) {
+            /* the metrics are signed too */
+            char met_sha[65];
+            if (sha256_jcs(json_object_get(x.result, "metrics"), met_sha, &err) == SL_OK)
+                json_object_set_new(receipt, "metrics_sha256", json_string(met_sha));
+            else
+                json_decref(receipt), receipt = NULL;
+        }
         if (receipt == NULL || receipt_sign(s->keys, receipt, &err) != SL_OK) {
             outcome(&x, "failed", "the receipt could not be signed");
             goto end;
@@ -1486,22 +1750,46 @@ end:
         if (x.cancelled) {
             (void)job_event(s, j, "job.cancelled", "allow", "cancelled while running", 200, detail,
                             NULL);
+        } else if (x.ended) {
+            json_decref(detail); /* the gateway that ended it said so in the trail */
         } else {
-            (void)job_event(s, j, "job.finish",
-                            ok                                 ? "allow"
-                            : strcmp(x.status, "refused") == 0 ? "deny"
-                                                               : "error",
-                            ok ? "succeeded" : x.error,
-                            ok                                 ? 200
-                            : strcmp(x.status, "refused") == 0 ? 403
-                                                               : 500,
-                            detail, NULL);
+            sl_code rc;
             /* the last progress the zone gave (beats are at most once a second) */
             if (x.has_progress &&
                 db_job_heartbeat(c, j->id, 1, x.iteration, x.loss, st, &err) != SL_OK)
                 sl_warn("jobs %s: its last progress was not recorded: %s", j->id, err.msg);
-            if (db_job_finish(c, j->id, x.status, ok ? NULL : x.error, text, &err) != SL_OK)
-                sl_warn("jobs %s: not recorded as %s: %s", j->id, x.status, err.msg);
+            /* the row first, then the event that says what the row says */
+            rc = db_job_finish(c, j->id, x.status, ok ? NULL : x.error, text, &err);
+            if (rc == SL_OK) {
+                (void)job_event(s, j, "job.finish",
+                                ok                                 ? "allow"
+                                : strcmp(x.status, "refused") == 0 ? "deny"
+                                                                   : "error",
+                                ok ? "succeeded" : x.error,
+                                ok                                 ? 200
+                                : strcmp(x.status, "refused") == 0 ? 403
+                                                                   : 500,
+                                detail, NULL);
+            } else {
+                /* cancelled or ended elsewhere meanwhile: what it came to is discarded */
+                db_job now;
+                memset(&now, 0, sizeof now);
+                sl_err_clear(&err);
+                if (rc == SL_ECONFLICT && db_job_get(c, j->id, &now, &err) == SL_OK)
+                    snprintf(x.error, sizeof x.error,
+                             "the job was %s meanwhile: its %s was "
+                             "discarded",
+                             now.status, x.status);
+                else
+                    snprintf(x.error, sizeof x.error, "the job's end could not be recorded");
+                json_object_set_new(detail, "discarded", json_true());
+                (void)job_event(
+                    s, j, strcmp(now.status, "cancelled") == 0 ? "job.cancelled" : "job.finish",
+                    "error", x.error, 500, detail, NULL);
+                sl_warn("jobs %s: %s", j->id, x.error);
+                db_job_clear(&now);
+                ok = 0;
+            }
         }
         sl_info("jobs %s: %s%s%s", j->id, x.status, ok ? "" : ": ", ok ? "" : x.error);
         free(text);

@@ -511,8 +511,9 @@ st_reader_next(st_reader *r, sl_buf *out, sl_err *err)
     if ((uint64_t)(end - r->pos) > r->remaining)
         end = r->pos + (uint32_t)r->remaining;
     while (r->pos < end && out->len - start < ST_READ_BYTES) {
-        /* frames: a slice's columns at once (a frame per column) */
-        uint32_t step = r->fmt == ST_OUT_FRAMES ? ST_READ_SLICE : 16;
+        /* frames: 256 rows' columns at once (a frame per column; 256 rows of the widest
+         * text stay far under the piece's limit) */
+        uint32_t step = r->fmt == ST_OUT_FRAMES ? 256 : 16;
         to = end - r->pos > step ? r->pos + step : end;
         if (st_out_rows(r->fmt, r->names, r->data->out, r->ncols, r->pos, to, out) != SL_OK) {
             sl_err_set(err, SL_ETOOLARGE, "a slice of rows is larger than the output's limit");

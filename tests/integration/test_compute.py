@@ -299,6 +299,12 @@ class ComputeTest(ComputeBase):
         fin = [e for e in self.srv.events() if e["resource"] == "jobs/" + job_id and e["action"] == "job.finish"]
         self.assertEqual((fin[0]["decision"], fin[0]["status"], fin[0]["detail"]["rule"]), ("deny", 403, "min_rows"))
         self.assertEqual(self.result(job_id, expect=404)["error"]["code"], "not_found")
+        # metrics over a handful of held-out rows would be their values: refused
+        job_id, st = self.run_job({"dataset": "clinic", "kind": "train", "features": [{"column": "x1"}],
+                                   "label": "target", "model": {"type": "linear_regression"},
+                                   "validation": {"fraction": 0.01, "seed": 2}})
+        self.assertEqual(st["status"], "refused", st)
+        self.assertIn("min_rows", st["error"])
         # max_parameters: 3 x 300 centroid numbers cannot leave with ~680 training rows
         job_id, st = self.run_job({"dataset": "clinic", "kind": "train",
                                    "features": [{"column": "x1"}, {"column": "x2"}, {"column": "x3"}],
@@ -354,6 +360,13 @@ class ComputeTest(ComputeBase):
         for t in res["model"]["transforms"]:
             for k in ("mean", "std", "min", "max"):
                 self.assertNotIn(k, t)
+        # its split is the gateway's (fraction and seed fixed per version): a job asking a
+        # one-row validation split gets the fixed one, not a row's value in its metrics
+        job_id, st = self.run_job({"dataset": "vault", "kind": "train", "features": [{"column": "x1"}],
+                                   "label": "target", "model": {"type": "linear_regression"},
+                                   "validation": {"fraction": 0.0015, "seed": 9}})
+        self.assertEqual(st["status"], "succeeded", st)
+        self.assertEqual(self.result(job_id)["metrics"]["evaluated_on"], "validation")
         # one row's values never leave without privacy
         job_id, st = self.run_job({"dataset": "vault", "kind": "features", "columns": ["age"]})
         self.assertEqual(st["status"], "succeeded", st)
@@ -453,6 +466,28 @@ class ComputeTest(ComputeBase):
             os.unlink(f.name)
 
 
+# A zone taken over: it reads its input, then answers what it likes. The gateway checks the
+# answer against the job before anything leaves.
+EVIL_ZONE = r"""
+import json, struct, sys
+mode = sys.argv[1]
+data = sys.stdin.buffer.read()
+spec = json.loads(data[12:12 + struct.unpack("<I", data[8:12])[0]])
+stats = {"x1": {"count": 300, "nulls": 0, "mean": 0.1, "std": 1.0, "min": -2.0, "max": 2.0,
+                "quantiles": {"0.5": 0.0}}}
+if mode == "evil-extra":     # rows smuggled in a field the job did not ask for
+    res = {"stats": stats, "rows": 300, "metrics": {"rows": ["a", "b"]}}
+elif mode == "evil-column":  # a column the job did not ask for
+    res = {"stats": dict(stats, email={"categories": {"x@example.org": 1}}), "rows": 300}
+elif mode == "evil-rows":    # more rows than it was sent
+    res = {"stats": stats, "rows": 10 ** 9}
+else:                        # well-formed: what a sound zone says (of fewer rows than sent)
+    res = {"stats": stats, "rows": 150}
+out = json.dumps(res).encode()
+sys.stdout.buffer.write(b"SLZ1" + bytes([8, 0, 0, 0]) + struct.pack("<I", len(out)) + out)
+"""
+
+
 class ZoneSandboxTest(ComputeBase):
     """A zone that breaks its sandbox, or never answers, fails the job cleanly."""
     @classmethod
@@ -463,11 +498,15 @@ class ZoneSandboxTest(ComputeBase):
         cls.set_mode("none")
         zone = os.path.join(os.path.dirname(BIN), "sluice-zone")
         cls.wrapper = os.path.join(cls.tmp, "zone.sh")
+        cls.evil = os.path.join(cls.tmp, "evil.py")
+        with open(cls.evil, "w") as f:
+            f.write(EVIL_ZONE)
         with open(cls.wrapper, "w") as f:
             f.write("#!/bin/sh\nm=$(cat %s)\ncase $m in\n"
                     "  sleep) sleep 30; exec %s \"$@\" ;;\n"
                     "  none) exec %s \"$@\" ;;\n"
-                    "  *) exec %s \"$@\" --selftest $m ;;\nesac\n" % (cls.mode, zone, zone, zone))
+                    "  evil-*) exec /usr/bin/python3 %s $m ;;\n"
+                    "  *) exec %s \"$@\" --selftest $m ;;\nesac\n" % (cls.mode, zone, zone, cls.evil, zone))
         os.chmod(cls.wrapper, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
         cls.serve_args = ["--zone-bin", cls.wrapper]
         super().setUpClass()
@@ -496,6 +535,18 @@ class ZoneSandboxTest(ComputeBase):
         assert r.status == 201, r
         r = srv.request("PUT", "/v1/datasets/clinic/policy", token=cls.owner, body=POLICY)
         assert r.status == 200, r
+        # one numeric column, more rows than a pipe holds once framed (1 MiB)
+        r = srv.request("POST", "/v1/datasets", token=cls.owner,
+                        body={"name": "big", "classification": "internal",
+                              "columns": [{"name": "x1", "type": "float64"}]})
+        assert r.status == 201, r
+        body = ("x1\n" + "".join("%d.5\n" % (i % 1000) for i in range(200000))).encode()
+        r = srv.request("POST", "/v1/datasets/big/versions", token=cls.owner, raw=body, headers=CSV)
+        assert r.status == 201, r
+        r = srv.request("PUT", "/v1/datasets/big/policy", token=cls.owner,
+                        body={"statements": [{"id": "t", "effect": "allow", "principals": {"roles": ["trainer"]},
+                                              "actions": ["compute.features"]}]})
+        assert r.status == 200, r
 
     SPEC = {"dataset": "clinic", "kind": "features", "columns": ["x1"]}
 
@@ -512,6 +563,37 @@ class ZoneSandboxTest(ComputeBase):
                 self.assertEqual((fin[0]["decision"], fin[0]["detail"]["status"]), ("error", "failed"))
         self.set_mode("none")
         job_id, st = self.run_job(self.SPEC)
+        self.assertEqual(st["status"], "succeeded", st)
+
+    def test_c_a_zone_taken_over_releases_only_what_the_job_asked(self):
+        try:
+            for mode in ("evil-extra", "evil-column", "evil-rows"):
+                with self.subTest(mode=mode):
+                    self.set_mode(mode)
+                    job_id, st = self.run_job(self.SPEC)
+                    self.assertEqual(st["status"], "failed", st)
+                    self.assertIn("compute zone", st["error"])
+                    self.assertEqual(self.result(job_id, expect=404)["error"]["code"], "not_found")
+            self.set_mode("evil-ok")
+            job_id, st = self.run_job(self.SPEC)
+            self.assertEqual(st["status"], "succeeded", st)
+        finally:
+            self.set_mode("none")
+
+    def test_d_a_zone_that_stops_reading_cannot_hold_the_gateway(self):
+        # more rows than the pipe holds: the gateway's writes would block on a zone that
+        # does not read; the time limit still ends the job, and cancellation still works
+        self.set_mode("sleep")
+        try:
+            t0 = time.time()
+            job_id, st = self.run_job({"dataset": "big", "kind": "features", "columns": ["x1"],
+                                       "time_limit_s": 2})
+            self.assertEqual(st["status"], "failed", st)
+            self.assertIn("time limit", st["error"])
+            self.assertLess(time.time() - t0, 20)
+        finally:
+            self.set_mode("none")
+        job_id, st = self.run_job({"dataset": "big", "kind": "features", "columns": ["x1"]})
         self.assertEqual(st["status"], "succeeded", st)
 
     def test_b_cancel_and_time_limit(self):
