@@ -39,6 +39,7 @@ typedef struct {
     cmp_col *col;
     size_t ncol, cap;
     size_t nrows; /* set by cmp_table_finish */
+    size_t hint;  /* rows expected (0: unknown): each column's first allocation */
 } cmp_table;
 
 /* Appends one CMP_F_COLUMN or CMP_F_STRCOL frame's values to its column (created at the

@@ -51,14 +51,6 @@ mix(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-static int
-cmp_size(const void *a, const void *b)
-{
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-
-    return x < y ? -1 : x > y;
-}
-
 /* A transform's name; 0 for anything else. */
 static cmp_transform
 transform_parse(const char *s)
@@ -256,13 +248,9 @@ run_train(const json_t *spec, const cmp_table *t, cmp_progress_fn progress, void
         if (ok)
             rows[m_rows++] = r;
     }
-    /* the split: a shuffle by seed, the first `fraction` held out */
+    /* the split: exactly `fraction` of the complete rows held out, chosen by seed in one
+     * pass in row order (selection sampling, Knuth's algorithm S) */
     seed = (uint64_t)json_integer_value(json_object_get(val, "seed")) ^ 0x5a17ce5eedull;
-    for (i = m_rows; i > 1; i--) {
-        size_t j = (size_t)(mix(&seed) % i), tmp = rows[i - 1];
-        rows[i - 1] = rows[j];
-        rows[j] = tmp;
-    }
     d.nvalid = (size_t)floor(json_number_value(json_object_get(val, "fraction")) * (double)m_rows);
     d.ntrain = m_rows - d.nvalid;
     /* metrics over a few held-out rows would be those rows' values: the validation split,
@@ -277,10 +265,17 @@ run_train(const json_t *spec, const cmp_table *t, cmp_progress_fn progress, void
         rc = sl_err_set(err, SL_ENOMEM, "out of memory");
         goto out;
     }
-    memcpy(d.valid, rows, d.nvalid * sizeof *rows);
-    memcpy(d.train, rows + d.nvalid, d.ntrain * sizeof *rows);
-    qsort(d.valid, d.nvalid, sizeof *rows, cmp_size);
-    qsort(d.train, d.ntrain, sizeof *rows, cmp_size);
+    {
+        size_t need = d.nvalid, nv = 0, nt = 0;
+        for (i = 0; i < m_rows; i++) {
+            if (need > 0 && mix(&seed) % (m_rows - i) < need) {
+                d.valid[nv++] = rows[i];
+                need--;
+            } else {
+                d.train[nt++] = rows[i];
+            }
+        }
+    }
     for (i = 0; i < d.ntrain; i++)
         mask[d.train[i]] = 1;
     /* transforms fitted on the training rows only */

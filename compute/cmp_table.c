@@ -273,6 +273,10 @@ col_get(cmp_table *t, const unsigned char *p, uint16_t nl, int is_string, cmp_co
     if (is_string && (c->index = dict_new()) == NULL)
         return sl_err_set(err, SL_ETOOLARGE, NOMEM_MSG);
     t->ncol++;
+    /* the rows expected, at once: no doubling, no copies (growth takes over when this
+     * cannot be had) */
+    if (t->hint > 0)
+        (void)col_reserve(c, t->hint);
     *out = c;
     return SL_OK;
 }

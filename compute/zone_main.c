@@ -36,6 +36,9 @@
 #include "cmp.h"
 #include "cmp_job.h"
 
+/* the largest first allocation a hint may ask of a column (rows) */
+#define CMP_ROWS_HINT_MAX ((size_t)1 << 27)
+
 static int
 selftest(const char *what)
 {
@@ -148,6 +151,12 @@ zone_run(sl_buf *in)
     spec = json_loadb((const char *)f.payload, f.len, JSON_REJECT_DUPLICATES, &je);
     if (!json_is_object(spec))
         return 3;
+    /* the version's rows (before filters), bounded: the columns' first allocation */
+    if (json_integer_value(json_object_get(spec, "rows_hint")) > 0)
+        table.hint =
+            (size_t)json_integer_value(json_object_get(spec, "rows_hint")) > CMP_ROWS_HINT_MAX
+                ? CMP_ROWS_HINT_MAX
+                : (size_t)json_integer_value(json_object_get(spec, "rows_hint"));
     for (;;) {
         if (cmp_frame_read(0, in, &f, &err) != SL_OK)
             return 3;

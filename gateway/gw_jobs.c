@@ -1534,6 +1534,9 @@ zone_spec(const job_run *x, const db_dataset *ds, const db_version *v)
     json_object_set_new(z, "restricted", json_boolean(restricted));
     json_object_set_new(z, "min_rows", json_integer(JOB_MIN_ROWS));
     json_object_set_new(z, "min_cell", json_integer(JOB_MIN_CELL));
+    /* the rows the zone may expect (before the policy's filter): its first allocation */
+    if (json_is_integer(json_object_get(v->doc, "rows")))
+        json_object_set(z, "rows_hint", json_object_get(v->doc, "rows"));
     cry_random(seed, sizeof seed);
     cry_hex(seed, sizeof seed, hex);
     json_object_set_new(z, "noise_seed", json_string(hex));
