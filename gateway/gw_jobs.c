@@ -1075,6 +1075,23 @@ zone_stderr(job_run *x)
     }
 }
 
+/* Waits at most 200 ms for fd (the zone's stdin or stdout) to be ready for events,
+ * draining its stderr meanwhile: 1 ready, 0 not yet, -1 when the job must stop (beaten
+ * first: its time limit, a cancel). */
+static int
+zone_wait(job_run *x, int fd, short events)
+{
+    struct pollfd pf[2] = {{fd, events, 0}, {x->err_fd, POLLIN, 0}};
+
+    if (!beat(x, 0))
+        return -1;
+    if (poll(pf, 2, 200) <= 0)
+        return 0;
+    if (pf[1].revents != 0)
+        zone_stderr(x);
+    return pf[0].revents != 0;
+}
+
 /* Writes all of p to the zone, beating between waits; -1 when the job must stop. */
 static int
 zone_write(job_run *x, const void *p, size_t n)
@@ -1082,15 +1099,11 @@ zone_write(job_run *x, const void *p, size_t n)
     const unsigned char *q = p;
 
     while (n > 0) {
-        struct pollfd pf[2] = {{x->in_fd, POLLOUT, 0}, {x->err_fd, POLLIN, 0}};
         ssize_t k;
-        if (!beat(x, 0))
+        int ready = zone_wait(x, x->in_fd, POLLOUT);
+        if (ready < 0)
             return -1;
-        if (poll(pf, 2, 200) <= 0)
-            continue;
-        if (pf[1].revents != 0)
-            zone_stderr(x);
-        if (pf[0].revents == 0)
+        if (ready == 0)
             continue;
         k = write(x->in_fd, q, n > 65536 ? 65536 : n);
         if (k < 0 && (errno == EINTR || errno == EAGAIN))
@@ -1134,18 +1147,14 @@ zone_answer(job_run *x)
 
     sl_buf_init(&in, CMP_FRAME_HEAD + CMP_FRAME_MAX);
     while (!done) {
-        struct pollfd pf[2] = {{x->out_fd, POLLIN, 0}, {x->err_fd, POLLIN, 0}};
         size_t room = in.max - in.len;
+        int ready = zone_wait(x, x->out_fd, POLLIN);
         unsigned char *at;
         ssize_t k;
 
-        if (!beat(x, 0))
+        if (ready < 0)
             break;
-        if (poll(pf, 2, 200) <= 0)
-            continue;
-        if (pf[1].revents != 0)
-            zone_stderr(x);
-        if (pf[0].revents == 0)
+        if (ready == 0)
             continue;
         room = room > 65536 ? 65536 : room;
         if (room == 0 || sl_buf_room(&in, room, (char **)&at) != SL_OK) {
